@@ -1,0 +1,54 @@
+#ifndef DAEMON_AUDIT_H_
+#define DAEMON_AUDIT_H_
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace sc {
+
+class Peer;
+
+// Escapes a string for a JSON string literal (quotes included). Request bytes
+// are hostile: control characters and invalid UTF-8 are escaped, never copied.
+std::string JsonQuote(absl::string_view value);
+
+// One audit record: who called what, what was decided and why. Written as one
+// JSON line, separate from the human log.
+struct AuditRecord {
+  std::string method;  // "PrepareRootfs", "Exec", ...
+  const Peer* peer = nullptr;
+  std::string grpc_peer;  // gRPC's connection name, when the peer is unknown
+  absl::Status status;    // OK = allowed and done
+  std::string decision;   // "allow", "deny" (refused), "error" (allowed, failed)
+  // Call details, e.g. {"instance", "ns/name"}; values are quoted on output.
+  std::vector<std::pair<std::string, std::string>> details;
+};
+
+class AuditLog {
+ public:
+  // `path` empty: stderr. Otherwise appended to the file (created 0600).
+  static absl::StatusOr<std::unique_ptr<AuditLog>> Open(const std::string& path);
+  ~AuditLog();
+
+  void Write(const AuditRecord& record);
+  // The JSON line Write would log, without the timestamp (for tests).
+  static std::string Format(const AuditRecord& record);
+
+ private:
+  explicit AuditLog(std::shared_ptr<spdlog::logger> logger);
+  std::shared_ptr<spdlog::logger> logger_;
+};
+
+}  // namespace sc
+
+#endif  // DAEMON_AUDIT_H_

@@ -1,0 +1,39 @@
+#ifndef DAEMON_CONFIG_H_
+#define DAEMON_CONFIG_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "daemon/listener.h"
+
+namespace sc {
+
+// Everything the daemon is told by its flags (see main.cc for the docs).
+struct DaemonConfig {
+  SocketOptions socket;
+  std::string audit_log_path;  // "" = stderr
+  std::string log_level = "info";
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  int max_message_bytes = 4 << 20;
+  // When >= 0, "READY\n" is written to this fd once the daemon serves, and the
+  // fd is closed: a supervisor or test waits on it instead of polling.
+  int ready_fd = -1;
+
+  // Rootfs lifecycle.
+  std::string instance_base;             // <base>/<namespace>/<name>/
+  std::vector<std::string> layer_roots;  // where explicit lower layers may live
+  std::vector<std::string> bind_roots;   // where bind-mount sources may live
+  absl::Duration provider_wait = absl::Seconds(30);
+  absl::Duration provider_wait_max = absl::Minutes(5);
+
+  // Exec.
+  std::string pod_rootfs_path;  // where pods see their rootfs
+  int max_execs_total = 1024;
+  int max_execs_per_pod = 64;
+  absl::Duration exec_kill_grace = absl::Seconds(5);
+};
+
+}  // namespace sc
+
+#endif  // DAEMON_CONFIG_H_

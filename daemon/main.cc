@@ -1,0 +1,105 @@
+// sc-mount-helper: the StoppableContainer node daemon. Flags only; the work
+// is in daemon_lib.
+#include <grp.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "common/defaults.h"
+#include "daemon/config.h"
+#include "daemon/server.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, socket, sc::kDefaultSocketPath,
+          "Unix socket to serve on; its directory is created if missing");
+ABSL_FLAG(std::string, socket_mode, "0660", "permission bits of the socket (octal)");
+ABSL_FLAG(std::string, socket_group, "root", "group owning the socket (name or number)");
+ABSL_FLAG(std::string, audit_log, "", "file to append the JSON audit log to (default: stderr)");
+ABSL_FLAG(std::string, log_level, "info", "human log level: debug, info, warn, error");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "on SIGTERM/SIGINT, how long running calls may take before they are cancelled");
+ABSL_FLAG(int, max_message_bytes, 4 << 20, "largest gRPC message accepted or sent");
+ABSL_FLAG(int, ready_fd, -1,
+          "write READY and a newline to this inherited fd once serving, then close it");
+ABSL_FLAG(std::string, instance_base, sc::kDefaultInstanceBase,
+          "directory holding <namespace>/<name>/{upper,work,rootfs} of each instance");
+ABSL_FLAG(std::vector<std::string>, layer_root, {},
+          "comma-separated directories that explicit lower layers must lie in "
+          "(e.g. containerd's overlayfs snapshots directory)");
+ABSL_FLAG(std::vector<std::string>, bind_root, {},
+          "comma-separated directories that bind-mount sources must lie in");
+ABSL_FLAG(absl::Duration, provider_wait, absl::Seconds(30),
+          "default wait for a provider pod's ROOTFS_MARKER container");
+ABSL_FLAG(absl::Duration, provider_wait_max, absl::Minutes(5),
+          "longest provider wait a request may ask for");
+ABSL_FLAG(std::string, pod_rootfs, sc::kDefaultPodRootfsPath,
+          "where pods see their instance's rootfs, in their own mount namespace");
+ABSL_FLAG(int, max_execs, 1024, "most concurrent Exec sessions in total");
+ABSL_FLAG(int, max_execs_per_pod, 64, "most concurrent Exec sessions per pod");
+ABSL_FLAG(absl::Duration, exec_kill_grace, absl::Seconds(5),
+          "after a client disconnects: SIGHUP, SIGTERM, then SIGKILL after this grace");
+
+namespace {
+
+[[noreturn]] void Usage(const std::string& message) {
+  std::cerr << "sc-mount-helper: " << message << "\n";
+  std::exit(2);
+}
+
+gid_t ParseGroup(const std::string& group) {
+  uint32_t gid = 0;
+  if (absl::SimpleAtoi(group, &gid)) return gid;
+  struct group* entry = getgrnam(group.c_str());
+  if (entry == nullptr) Usage("--socket_group: no such group: " + group);
+  return entry->gr_gid;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "The StoppableContainer mount-helper: serves overlayfs mounts, bind mounts "
+      "and chroot exec over gRPC on a Unix socket.\nUsage: sc-mount-helper [flags]");
+  absl::ParseCommandLine(argc, argv);
+
+  sc::DaemonConfig config;
+  config.socket.path = absl::GetFlag(FLAGS_socket);
+  uint32_t mode = 0;
+  const std::string mode_text = absl::GetFlag(FLAGS_socket_mode);
+  char* end = nullptr;
+  mode = static_cast<uint32_t>(std::strtoul(mode_text.c_str(), &end, 8));
+  if (mode_text.empty() || *end != '\0' || mode > 0777) {
+    Usage("--socket_mode must be octal permission bits such as 0660, not " + mode_text);
+  }
+  config.socket.mode = mode;
+  config.socket.gid = ParseGroup(absl::GetFlag(FLAGS_socket_group));
+  config.audit_log_path = absl::GetFlag(FLAGS_audit_log);
+  config.log_level = absl::GetFlag(FLAGS_log_level);
+  config.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.ready_fd = absl::GetFlag(FLAGS_ready_fd);
+  config.instance_base = absl::GetFlag(FLAGS_instance_base);
+  config.layer_roots = absl::GetFlag(FLAGS_layer_root);
+  config.bind_roots = absl::GetFlag(FLAGS_bind_root);
+  config.provider_wait = absl::GetFlag(FLAGS_provider_wait);
+  config.provider_wait_max = absl::GetFlag(FLAGS_provider_wait_max);
+  config.pod_rootfs_path = absl::GetFlag(FLAGS_pod_rootfs);
+  config.max_execs_total = absl::GetFlag(FLAGS_max_execs);
+  config.max_execs_per_pod = absl::GetFlag(FLAGS_max_execs_per_pod);
+  config.exec_kill_grace = absl::GetFlag(FLAGS_exec_kill_grace);
+  if (config.shutdown_grace < absl::ZeroDuration()) Usage("--shutdown_grace must not be negative");
+  if (config.max_execs_total < 1 || config.max_execs_per_pod < 1) {
+    Usage("--max_execs and --max_execs_per_pod must be at least 1");
+  }
+
+  spdlog::level::level_enum level = spdlog::level::from_str(config.log_level);
+  if (level == spdlog::level::off && config.log_level != "off") {
+    Usage("--log_level must be one of debug, info, warn, error, off");
+  }
+  spdlog::set_level(level);
+  return sc::RunDaemon(config);
+}

@@ -1,0 +1,143 @@
+#include "daemon/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/defaults.h"
+#include "daemon/audit.h"
+#include "daemon/fs_util.h"
+#include "daemon/health.h"
+#include "daemon/listener.h"
+#include "daemon/peer.h"
+#include "daemon/service.h"
+#include "spdlog/spdlog.h"
+
+namespace sc {
+namespace {
+
+// Connection fds live in [kFirstConnectionFd, kFirstConnectionFd + span): see
+// PeerRegistry for why they must not be recycled quickly.
+constexpr int kFirstConnectionFd = 1024;
+constexpr int kWantedConnectionSpan = 65536;
+
+// Raises RLIMIT_NOFILE so that the connection fd range fits, and returns the
+// span that fits.
+int PrepareFdLimit() {
+  rlimit lim{};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  rlim_t want = kFirstConnectionFd + kWantedConnectionSpan + 1024;
+  if (lim.rlim_max < want) {
+    rlimit raised{want, want};
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  getrlimit(RLIMIT_NOFILE, &lim);
+  long span = static_cast<long>(lim.rlim_cur) - kFirstConnectionFd - 64;
+  if (span > kWantedConnectionSpan) span = kWantedConnectionSpan;
+  if (span < 256) {
+    spdlog::warn("RLIMIT_NOFILE is only {}: connection fds will be recycled quickly", lim.rlim_cur);
+    span = 256;
+  }
+  return static_cast<int>(span);
+}
+
+}  // namespace
+
+int RunDaemon(const DaemonConfig& config) {
+  // Every thread inherits this mask, so the signals reach only sigwait below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A client that disconnects mid-write must not kill the daemon.
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<AuditLog>> audit = AuditLog::Open(config.audit_log_path);
+  if (!audit.ok()) {
+    spdlog::critical("{}", audit.status().ToString());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<UnixListener>> listener = UnixListener::Create(config.socket);
+  if (!listener.ok()) {
+    spdlog::critical("cannot listen: {}", listener.status().ToString());
+    return 1;
+  }
+
+  PeerRegistry peers(kFirstConnectionFd, PrepareFdLimit());
+  MountHelperService service(config, &peers, audit->get());
+  HealthService health({kServiceName});
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  builder.RegisterService(&health);
+  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
+  builder.SetMaxSendMessageSize(config.max_message_bytes);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::critical("cannot start the gRPC server");
+    return 1;
+  }
+
+  grpc::Server* raw_server = server.get();
+  (*listener)->Start(
+      [&peers, raw_server](UniqueFd conn) {
+        absl::StatusOr<UniqueFd> renumbered = peers.Renumber(std::move(conn));
+        if (!renumbered.ok()) {
+          spdlog::error("dropping a connection: {}", renumbered.status().ToString());
+          return;
+        }
+        absl::StatusOr<std::shared_ptr<const Peer>> peer = Peer::FromSocket(renumbered->get());
+        if (!peer.ok()) {
+          spdlog::error("dropping a connection: {}", peer.status().ToString());
+          return;
+        }
+        spdlog::debug("connection fd {} from {}", renumbered->get(), (*peer)->Describe());
+        peers.Add(renumbered->get(), *std::move(peer));
+        // gRPC owns the fd from here on and closes it with the connection.
+        grpc::AddInsecureChannelFromFd(raw_server, renumbered->release());
+      },
+      [&peers] { peers.Sweep(); });
+
+  health.SetServing(true);
+  spdlog::info("sc-mount-helper serving on {} (pid {})", config.socket.path, getpid());
+  if (config.ready_fd >= 0) {
+    UniqueFd ready(config.ready_fd);
+    static constexpr char kReady[] = "READY\n";
+    if (write(ready.get(), kReady, sizeof(kReady) - 1) != sizeof(kReady) - 1) {
+      spdlog::warn("{}", ErrnoMessage(errno, "write to --ready_fd"));
+    }
+  }
+
+  int signo = 0;
+  while (sigwait(&stop_signals, &signo) != 0) {
+  }
+  spdlog::info("received signal {}: shutting down (grace {})", signo,
+               absl::FormatDuration(config.shutdown_grace));
+  auto started = std::chrono::steady_clock::now();
+  health.Shutdown();
+  (*listener)->Stop();
+  // Calls still running at the deadline are cancelled.
+  server->Shutdown(std::chrono::system_clock::now() +
+                   absl::ToChronoNanoseconds(config.shutdown_grace));
+  server->Wait();
+  (*listener)->RemoveSocket();
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  spdlog::info("stopped in {} ms", took.count());
+  return 0;
+}
+
+}  // namespace sc

@@ -1,0 +1,72 @@
+#ifndef DAEMON_SERVICE_H_
+#define DAEMON_SERVICE_H_
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "daemon/audit.h"
+#include "daemon/config.h"
+#include "daemon/peer.h"
+#include "mounthelper.grpc.pb.h"
+
+namespace sc {
+
+namespace v1 = ::stoppablecontainer::mounthelper::v1;
+
+// The gRPC edge of the daemon: identifies the caller, authorizes, calls into
+// the code that does the work (absl::Status inside), audits the decision and
+// maps the result to a gRPC status. RPCs are grouped by concern:
+//   service.cc         identity (WhoAmI) and the shared edge helpers
+//   rootfs_service.cc  PrepareRootfs, ReleaseRootfs, BindMount, GetInstance,
+//                      ListInstances, CheckRootfs
+//   exec_service.cc    Exec
+class MountHelperService final : public v1::MountHelper::Service {
+ public:
+  MountHelperService(const DaemonConfig& config, PeerRegistry* peers, AuditLog* audit);
+  ~MountHelperService() override;
+
+  grpc::Status PrepareRootfs(grpc::ServerContext* context, const v1::PrepareRootfsRequest* request,
+                             v1::Instance* response) override;
+  grpc::Status ReleaseRootfs(grpc::ServerContext* context, const v1::ReleaseRootfsRequest* request,
+                             v1::ReleaseRootfsResponse* response) override;
+  grpc::Status BindMount(grpc::ServerContext* context, const v1::BindMountRequest* request,
+                         v1::BindMountResponse* response) override;
+  grpc::Status GetInstance(grpc::ServerContext* context, const v1::GetInstanceRequest* request,
+                           v1::Instance* response) override;
+  grpc::Status ListInstances(grpc::ServerContext* context, const v1::ListInstancesRequest* request,
+                             v1::ListInstancesResponse* response) override;
+  grpc::Status CheckRootfs(grpc::ServerContext* context, const v1::CheckRootfsRequest* request,
+                           v1::CheckRootfsResponse* response) override;
+  grpc::Status Exec(grpc::ServerContext* context,
+                    grpc::ServerReaderWriter<v1::ExecResponse, v1::ExecRequest>* stream) override;
+  grpc::Status WhoAmI(grpc::ServerContext* context, const v1::WhoAmIRequest* request,
+                      v1::PeerIdentity* response) override;
+
+ private:
+  using Details = std::vector<std::pair<std::string, std::string>>;
+
+  // The peer behind the call's connection. On failure the refusal is already
+  // audited and the returned status is what the handler should answer.
+  absl::StatusOr<std::shared_ptr<const Peer>> Caller(grpc::ServerContext* context,
+                                                     const char* method);
+
+  // Audits the outcome of a call and maps it to a gRPC status. `refused`
+  // marks an authorization decision (decision "deny") as opposed to a failure
+  // of an allowed call (decision "error").
+  grpc::Status Finish(const char* method, const Peer& peer, const absl::Status& status,
+                      Details details = {}, bool refused = false);
+
+  // Placeholder answer for RPCs whose issue has not landed yet.
+  grpc::Status NotYet(grpc::ServerContext* context, const char* method, const char* what);
+
+  const DaemonConfig& config_;
+  PeerRegistry* const peers_;
+  AuditLog* const audit_;
+};
+
+}  // namespace sc
+
+#endif  // DAEMON_SERVICE_H_

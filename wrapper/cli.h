@@ -1,0 +1,33 @@
+#ifndef WRAPPER_CLI_H_
+#define WRAPPER_CLI_H_
+
+#include <string>
+#include <vector>
+
+namespace sc {
+
+enum class Mode {
+  kRun,     // sc-exec CMD ARGS... (or invoked through a symlink named CMD)
+  kHealth,  // --health: is the daemon SERVING?
+  kWhoAmI,  // --whoami: the identity the daemon sees
+  kHelp,
+  kVersion,
+};
+
+struct Options {
+  Mode mode = Mode::kRun;
+  std::string socket_path;
+  std::vector<std::string> argv;  // the command to run (kRun)
+};
+
+// Parses sc-exec's command line. argv[0]'s base name decides between the
+// sc-exec command line and the symlink form ("bash -c ..." runs bash).
+// Returns "" on success, otherwise the usage error.
+std::string ParseCommandLine(int argc, char** argv, Options* options);
+
+// The --help text.
+std::string HelpText();
+
+}  // namespace sc
+
+#endif  // WRAPPER_CLI_H_
