@@ -1,0 +1,170 @@
+#ifndef TESTS_INTEGRATION_HARNESS_H_
+#define TESTS_INTEGRATION_HARNESS_H_
+
+// The integration tests' view of a node: the real daemon binary on a real
+// socket, real processes in real namespaces and kubelet-shaped cgroups. Every
+// helper here cleans up after itself in its destructor, also when a test
+// fails; every wait is bounded.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sc::test {
+
+using std::chrono::milliseconds;
+
+// True when the test may go on. When not root: under CI=true the test fails,
+// otherwise it is skipped with a message.
+bool RequireRoot();
+#define SC_REQUIRE_ROOT()                 \
+  do {                                    \
+    if (!::sc::test::RequireRoot()) return; \
+  } while (0)
+
+// Paths of the binaries under test.
+std::string DaemonBinary();
+std::string ScExecBinary();
+
+// A fresh directory under /tmp named sc-test-*. On destruction, anything
+// still mounted below it is detached (deepest first) and the tree removed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Mount points at or below `dir` in /proc/self/mountinfo, deepest first.
+std::vector<std::string> MountsUnder(const std::string& dir);
+// Unmounts everything at or below `dir` (MNT_DETACH), deepest first.
+void UnmountUnder(const std::string& dir);
+
+struct ProcessResult {
+  bool timed_out = false;
+  int exit_code = -1;  // set when the process exited
+  int signal = 0;      // set when it was killed by a signal
+  std::string out;
+  std::string err;
+  // "exited 3", "killed by signal 9", "timed out"; for messages.
+  std::string Describe() const;
+};
+
+struct RunOptions {
+  std::string stdin_data;
+  bool close_stdin = true;  // false: stdin stays open (never written) until exit
+  std::vector<std::string> env;  // empty: inherit the test's environment
+  milliseconds timeout{30000};
+};
+
+// Runs a command on the host, feeding stdin and collecting stdout/stderr
+// concurrently. A process still running at the timeout is SIGKILLed.
+ProcessResult Run(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+// The real sc-mount-helper, started with --socket, --audit_log and --ready_fd
+// (waits until it says READY, at most 10 s) plus `extra_args`.
+class DaemonProcess {
+ public:
+  DaemonProcess(const std::string& socket_path, std::vector<std::string> extra_args = {});
+  ~DaemonProcess();  // SIGKILL if still running, then reap
+  DaemonProcess(const DaemonProcess&) = delete;
+  DaemonProcess& operator=(const DaemonProcess&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  const std::string& socket_path() const { return socket_path_; }
+  const std::string& audit_log_path() const { return audit_log_; }
+  // Everything the daemon printed (human log) so far.
+  std::string Log() const;
+  std::string AuditLog() const;
+
+  // Sends SIGTERM and waits (bounded) for the exit status; -1 on timeout.
+  int Terminate(milliseconds timeout = milliseconds(15000));
+  // SIGKILL and reap.
+  void Kill();
+  // Number of open fds and of child processes of the daemon, from /proc.
+  int OpenFdCount() const;
+  int ChildCount() const;
+
+ private:
+  std::string dir_;
+  std::string socket_path_;
+  std::string audit_log_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+};
+
+// Runs a command through the static sc-exec on the host against `socket`.
+ProcessResult RunScExec(const std::string& socket, const std::vector<std::string>& args,
+                        const RunOptions& options = {});
+
+// A pod as the kubelet and a runtime would make it, without either: a process
+// tree in its own mount, pid, net, uts and ipc namespaces, in the cgroup
+// <hierarchy>/kubepods/<qos>/pod<uid>/<container-id> of every mounted cgroup
+// hierarchy (v1 and v2), with optional bind mounts. The pod's pid 1 is a
+// reaper that runs until the pod is destroyed.
+struct PodOptions {
+  std::string qos = "besteffort";  // besteffort, burstable or guaranteed
+  std::string hostname = "sc-test-pod";
+  // Host directory bound at /rootfs in the pod (rbind, rslave: like a
+  // hostPath with HostToContainer propagation). Empty: none.
+  std::string rootfs_host_path;
+  // Extra host paths bound at the same path inside the pod (e.g. the
+  // directory holding the daemon's socket). The pod's mount namespace is a
+  // private copy of the host's, so everything else is visible as on the host.
+  std::vector<std::string> binds;
+  // Extra environment for the pod's pid 1 (e.g. "ROOTFS_MARKER=true").
+  std::vector<std::string> init_env;
+};
+
+class SimulatedPod {
+ public:
+  explicit SimulatedPod(PodOptions options = {});
+  ~SimulatedPod();  // kills the pod's processes, removes its cgroups
+  SimulatedPod(const SimulatedPod&) = delete;
+  SimulatedPod& operator=(const SimulatedPod&) = delete;
+
+  bool started() const { return init_pid_ > 0; }
+  const std::string& uid() const { return uid_; }
+  const std::string& container_id() const { return container_id_; }
+  // The host pid of the pod's pid 1 (its namespaces are the pod's).
+  pid_t init_pid() const { return init_pid_; }
+  // cgroup directories of the container, one per hierarchy.
+  const std::vector<std::string>& cgroup_dirs() const { return cgroup_dirs_; }
+
+  // Runs a command inside the pod: its namespaces (joined with setns, then a
+  // fork so that it is really in the pid namespace) and its cgroup.
+  ProcessResult Exec(const std::vector<std::string>& argv, const RunOptions& options = {});
+  // The argv prefix that runs a command inside the pod (for Run() with
+  // custom I/O): {"/proc/self/exe"-equivalent, "__sc_pod_exec", pid, ...}.
+  std::vector<std::string> ExecPrefix() const;
+
+ private:
+  PodOptions options_;
+  std::string uid_;
+  std::string container_id_;
+  std::vector<std::string> cgroup_dirs_;
+  pid_t launcher_pid_ = -1;  // our child; it waits for the pod's pid 1
+  pid_t init_pid_ = -1;
+};
+
+// Entry points of the re-executed test binary (see main.cc): argv[1] is
+// "__sc_pod_init" or "__sc_pod_exec". Return the process exit code.
+int PodInitMain(int argc, char** argv);
+int PodExecMain(int argc, char** argv);
+
+// Random lowercase hex of `n` characters.
+std::string RandomHex(size_t n);
+
+}  // namespace sc::test
+
+#endif  // TESTS_INTEGRATION_HARNESS_H_
