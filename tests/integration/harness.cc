@@ -1,1 +1,748 @@
+#include "tests/integration/harness.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "common/unique_fd.h"
+
+extern char** environ;
+
+namespace sc::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+bool WriteFile(const std::string& path, const std::string& content) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return false;
+  return write(fd.get(), content.data(), content.size()) == static_cast<ssize_t>(content.size());
+}
+
+std::string SelfExe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return "/proc/self/exe";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+// mountinfo escapes ' ', '\t', '\n' and '\\' as octal.
+std::string UnescapeMountPath(const std::string& raw) {
+  std::string out;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == '\\' && i + 3 < raw.size() + 1 && i + 3 <= raw.size()) {
+      out += static_cast<char>(std::stoi(raw.substr(i + 1, 3), nullptr, 8));
+      i += 3;
+    } else {
+      out += raw[i];
+    }
+  }
+  return out;
+}
+
+struct MountLine {
+  std::string target;
+  std::string fstype;
+  std::string super_options;
+};
+
+std::vector<MountLine> ReadMountinfo() {
+  std::vector<MountLine> mounts;
+  std::istringstream in(ReadFile("/proc/self/mountinfo"));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    std::string word;
+    while (fields >> word) f.push_back(word);
+    auto dash = std::find(f.begin(), f.end(), "-");
+    if (f.size() < 5 || dash == f.end() || dash + 3 >= f.end() + 1) continue;
+    MountLine m;
+    m.target = UnescapeMountPath(f[4]);
+    m.fstype = *(dash + 1);
+    m.super_options = dash + 3 < f.end() ? *(dash + 3) : "";
+    mounts.push_back(m);
+  }
+  return mounts;
+}
+
+// Waits for `pid` (our child) to exit, at most `timeout`. Returns the wait
+// status, or -1 if it is still running.
+int WaitFor(pid_t pid, milliseconds timeout) {
+  UniqueFd pidfd(PidfdOpen(pid));
+  if (pidfd) {
+    pollfd p{pidfd.get(), POLLIN, 0};
+    int ready;
+    do {
+      ready = poll(&p, 1, static_cast<int>(timeout.count()));
+    } while (ready < 0 && errno == EINTR);
+    if (ready == 0) return -1;
+  }
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  return r == pid ? status : -1;
+}
+
+void FillResult(int status, ProcessResult* result) {
+  if (WIFEXITED(status)) result->exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result->signal = WTERMSIG(status);
+}
+
+std::vector<char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const std::string& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// The cgroup hierarchies mounted on this machine: v1 ones and the v2 one.
+struct Hierarchy {
+  std::string mount_point;
+  bool cpuset_v1 = false;
+};
+
+std::vector<Hierarchy> CgroupHierarchies() {
+  std::vector<Hierarchy> out;
+  for (const MountLine& m : ReadMountinfo()) {
+    if (m.fstype != "cgroup" && m.fstype != "cgroup2") continue;
+    if (m.target.rfind("/sys/fs/cgroup", 0) != 0) continue;
+    Hierarchy h;
+    h.mount_point = m.target;
+    h.cpuset_v1 = m.fstype == "cgroup" && m.super_options.find("cpuset") != std::string::npos;
+    out.push_back(h);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool RequireRoot() {
+  if (geteuid() == 0) return true;
+  const char* ci = std::getenv("CI");
+  if (ci != nullptr && std::string(ci) == "true") {
+    FAIL("this test needs root, and CI=true does not allow skipping it");
+    return false;
+  }
+  WARN("skipped: this test needs root (real mounts, namespaces and cgroups)");
+  return false;
+}
+
+std::string DaemonBinary() { return SC_DAEMON_BIN; }
+std::string ScExecBinary() { return SC_EXEC_BIN; }
+std::string TestClientBinary() { return SC_TEST_CLIENT_BIN; }
+
+std::string RandomHex(size_t n) {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += kHex[rng() % 16];
+  return out;
+}
+
+std::string ProcessResult::Describe() const {
+  std::string what = timed_out     ? "timed out"
+                     : signal != 0 ? "killed by signal " + std::to_string(signal)
+                                   : "exited " + std::to_string(exit_code);
+  return what + "; stderr: " + err.substr(0, 2000);
+}
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/sc-test-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) FAIL("mkdtemp: " << strerror(errno));
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  UnmountUnder(path_);
+  if (!MountsUnder(path_).empty()) {
+    WARN("leaving " << path_ << " in place: something is still mounted below it");
+    return;
+  }
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::vector<std::string> MountsUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const MountLine& m : ReadMountinfo()) {
+    if (m.target == dir || m.target.rfind(dir + "/", 0) == 0) out.push_back(m.target);
+  }
+  // Later lines are mounted on top of earlier ones: undo them first.
+  std::reverse(out.begin(), out.end());
+  std::stable_sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+    return std::count(a.begin(), a.end(), '/') > std::count(b.begin(), b.end(), '/');
+  });
+  return out;
+}
+
+void UnmountUnder(const std::string& dir) {
+  // Stacked mounts need several rounds; bounded in case one cannot go.
+  for (int round = 0; round < 16; ++round) {
+    std::vector<std::string> mounts = MountsUnder(dir);
+    if (mounts.empty()) return;
+    for (const std::string& m : mounts) umount2(m.c_str(), MNT_DETACH);
+  }
+}
+
+ProcessResult Run(const std::vector<std::string>& argv, const RunOptions& options) {
+  ProcessResult result;
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    FAIL("pipe2: " << strerror(errno));
+  }
+  UniqueFd in_r(in[0]), in_w(in[1]), out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_r.get(), 0);
+  posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // A fresh process group, so that a timeout can kill everything it started.
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  std::vector<char*> args = CStrings(argv);
+  std::vector<char*> env = options.env.empty() ? std::vector<char*>() : CStrings(options.env);
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(),
+                        options.env.empty() ? environ : env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) FAIL("posix_spawn " << argv[0] << ": " << strerror(rc));
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
+  fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+  UniqueFd pidfd(PidfdOpen(pid));
+
+  size_t written = 0;
+  if (options.stdin_data.empty() && options.close_stdin) in_w.reset();
+  bool exited = false;
+  int status = 0;
+  auto deadline = Clock::now() + options.timeout;
+  char buf[65536];
+  while (out_r || err_r || !exited) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      result.timed_out = true;
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      break;
+    }
+    pollfd fds[4];
+    int n = 0;
+    int idx_in = -1, idx_out = -1, idx_err = -1, idx_pid = -1;
+    if (in_w && written < options.stdin_data.size()) {
+      idx_in = n;
+      fds[n++] = {in_w.get(), POLLOUT, 0};
+    }
+    if (out_r) {
+      idx_out = n;
+      fds[n++] = {out_r.get(), POLLIN, 0};
+    }
+    if (err_r) {
+      idx_err = n;
+      fds[n++] = {err_r.get(), POLLIN, 0};
+    }
+    if (!exited) {
+      idx_pid = n;
+      fds[n++] = {pidfd.get(), POLLIN, 0};
+    }
+    int ready = poll(fds, n, static_cast<int>(std::min<long>(left, 1000)));
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    if (idx_in >= 0 && fds[idx_in].revents != 0) {
+      ssize_t w = write(in_w.get(), options.stdin_data.data() + written,
+                        std::min<size_t>(options.stdin_data.size() - written, 1 << 20));
+      if (w > 0) written += static_cast<size_t>(w);
+      if (w < 0 && errno != EAGAIN) in_w.reset();  // EPIPE: the process stopped reading
+      if (written == options.stdin_data.size() && options.close_stdin) in_w.reset();
+    }
+    for (auto [idx, fd, sink] :
+         {std::tuple{idx_out, &out_r, &result.out}, std::tuple{idx_err, &err_r, &result.err}}) {
+      if (idx < 0 || fds[idx].revents == 0) continue;
+      ssize_t r = read(fd->get(), buf, sizeof(buf));
+      if (r > 0) {
+        sink->append(buf, static_cast<size_t>(r));
+      } else if (r == 0 || errno != EINTR) {
+        fd->reset();
+      }
+    }
+    if (idx_pid >= 0 && fds[idx_pid].revents != 0) {
+      waitpid(pid, &status, 0);
+      exited = true;
+      // Leave stdin open no longer than the process lives.
+      in_w.reset();
+    }
+  }
+  if (!exited) {
+    waitpid(pid, &status, 0);
+  }
+  FillResult(status, &result);
+  return result;
+}
+
+DaemonProcess::DaemonProcess(const std::string& socket_path, std::vector<std::string> extra_args)
+    : socket_path_(socket_path) {
+  char tmpl[] = "/tmp/sc-test-daemon-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) FAIL("mkdtemp: " << strerror(errno));
+  dir_ = tmpl;
+  audit_log_ = dir_ + "/audit.log";
+  log_path_ = dir_ + "/daemon.log";
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) != 0) FAIL("pipe2: " << strerror(errno));
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+  std::vector<std::string> argv = {DaemonBinary(), "--socket=" + socket_path,
+                                   "--audit_log=" + audit_log_, "--ready_fd=3",
+                                   "--log_level=debug"};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_adddup2(&actions, ready_w.get(), 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  std::vector<char*> args = CStrings(argv);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) FAIL("posix_spawn " << args[0] << ": " << strerror(rc));
+  ready_w.reset();
+  pid_ = pid;
+
+  // The daemon writes READY once it serves; EOF first means it gave up.
+  pollfd p{ready_r.get(), POLLIN, 0};
+  std::string said;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (said.find('\n') == std::string::npos && Clock::now() < deadline) {
+    int left =
+        static_cast<int>(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count());
+    if (poll(&p, 1, std::max(left, 1)) <= 0) continue;
+    char buf[64];
+    ssize_t n = read(ready_r.get(), buf, sizeof(buf));
+    if (n <= 0) break;
+    said.append(buf, static_cast<size_t>(n));
+  }
+  if (said != "READY\n") {
+    Kill();
+    pid_ = -1;
+  }
+}
+
+DaemonProcess::~DaemonProcess() {
+  Kill();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+std::string DaemonProcess::Log() const { return ReadFile(log_path_); }
+std::string DaemonProcess::AuditLog() const { return ReadFile(audit_log_); }
+
+int DaemonProcess::Terminate(milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = WaitFor(pid_, timeout);
+  if (status == -1) return -1;
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void DaemonProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  WaitFor(pid_, milliseconds(10000));
+  pid_ = -1;
+}
+
+int DaemonProcess::OpenFdCount() const {
+  int count = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid_) + "/fd", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    ++count;
+  }
+  return count;
+}
+
+int DaemonProcess::ChildCount() const {
+  int count = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid_) + "/task", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::istringstream children(ReadFile(it->path().string() + "/children"));
+    pid_t child;
+    while (children >> child) ++count;
+  }
+  return count;
+}
+
+ProcessResult RunScExec(const std::string& socket, const std::vector<std::string>& args,
+                        const RunOptions& options) {
+  std::vector<std::string> argv = {ScExecBinary(), "--socket", socket};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Run(argv, options);
+}
+
+// ------------------------------------------------------------ SimulatedPod
+
+SimulatedPod::SimulatedPod(PodOptions options) : options_(std::move(options)) {
+  std::string u = RandomHex(32);
+  uid_ = u.substr(0, 8) + "-" + u.substr(8, 4) + "-" + u.substr(12, 4) + "-" + u.substr(16, 4) +
+         "-" + u.substr(20, 12);
+  container_id_ = RandomHex(64);
+
+  std::vector<std::string> procs_files;
+  for (const Hierarchy& h : CgroupHierarchies()) {
+    std::vector<std::string> levels = {h.mount_point + "/kubepods"};
+    if (options_.qos != "guaranteed") levels.push_back(levels.back() + "/" + options_.qos);
+    levels.push_back(levels.back() + "/pod" + uid_);
+    levels.push_back(levels.back() + "/" + container_id_);
+    for (const std::string& dir : levels) {
+      if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        FAIL("mkdir " << dir << ": " << strerror(errno));
+      }
+      // A v1 cpuset cgroup admits no process until it has cpus and mems.
+      if (h.cpuset_v1) {
+        std::string parent = fs::path(dir).parent_path().string();
+        for (const char* file : {"/cpuset.cpus", "/cpuset.mems"}) {
+          std::string current = ReadFile(dir + file);
+          if (current.find_first_not_of(" \n") == std::string::npos) {
+            WriteFile(dir + file, ReadFile(parent + file));
+          }
+        }
+      }
+    }
+    // Removal goes deepest first; shared levels are removed when empty.
+    for (auto it = levels.rbegin(); it != levels.rend(); ++it) cgroup_dirs_.push_back(*it);
+    procs_files.push_back(levels.back() + "/cgroup.procs");
+  }
+  // cgroup_dirs() promises the container's directories first.
+  std::stable_partition(cgroup_dirs_.begin(), cgroup_dirs_.end(), [this](const std::string& d) {
+    return d.size() >= container_id_.size() &&
+           d.compare(d.size() - container_id_.size(), container_id_.size(), container_id_) == 0;
+  });
+
+  // Only a mount point inside the pod's namespace; removed by the destructor.
+  char root_tmpl[] = "/tmp/sc-test-podroot-XXXXXX";
+  if (mkdtemp(root_tmpl) == nullptr) FAIL("mkdtemp: " << strerror(errno));
+  pod_root_ = root_tmpl;
+
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) != 0) FAIL("pipe2: " << strerror(errno));
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+  std::vector<std::string> argv = {
+      SelfExe(),
+      "__sc_pod_init",
+      "3",
+      options_.hostname,
+      options_.rootfs_host_path.empty() ? "-" : options_.rootfs_host_path,
+      pod_root_};
+  for (const std::string& b : options_.binds) argv.push_back("--bind=" + b);
+  for (const std::string& e : options_.init_env) argv.push_back("--env=" + e);
+  for (const std::string& p : procs_files) argv.push_back("--cgroup=" + p);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, ready_w.get(), 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  std::vector<char*> args = CStrings(argv);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) FAIL("posix_spawn pod launcher: " << strerror(rc));
+  launcher_pid_ = pid;
+  ready_w.reset();
+
+  // The launcher writes the host pid of the pod's pid 1 once it is set up.
+  std::string said;
+  pollfd p{ready_r.get(), POLLIN, 0};
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (said.find('\n') == std::string::npos && Clock::now() < deadline) {
+    if (poll(&p, 1, 1000) <= 0) continue;
+    char buf[64];
+    ssize_t n = read(ready_r.get(), buf, sizeof(buf));
+    if (n <= 0) break;
+    said.append(buf, static_cast<size_t>(n));
+  }
+  if (said.empty() || said.back() != '\n') {
+    FAIL("the simulated pod did not start");
+  }
+  init_pid_ = std::stoi(said);
+}
+
+SimulatedPod::~SimulatedPod() {
+  // Killing a pid namespace's pid 1 kills every process in it.
+  if (init_pid_ > 0) kill(init_pid_, SIGKILL);
+  if (launcher_pid_ > 0) {
+    if (WaitFor(launcher_pid_, milliseconds(10000)) == -1) {
+      kill(launcher_pid_, SIGKILL);
+      WaitFor(launcher_pid_, milliseconds(10000));
+    }
+  }
+  if (!pod_root_.empty()) rmdir(pod_root_.c_str());
+  // Processes the daemon started in the pod are reaped by the daemon; the
+  // cgroup empties once they are. Bounded.
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (const std::string& dir : cgroup_dirs_) {
+    while (rmdir(dir.c_str()) != 0 && errno == EBUSY && Clock::now() < deadline) {
+      bool own = dir.find(uid_) != std::string::npos;
+      if (!own) break;  // a shared level still used by another pod
+      pollfd none{};
+      poll(&none, 0, 10);
+    }
+  }
+}
+
+std::vector<std::string> SimulatedPod::ExecPrefix() const {
+  std::vector<std::string> argv = {SelfExe(), "__sc_pod_exec", std::to_string(init_pid_)};
+  for (const std::string& dir : cgroup_dirs_) {
+    if (dir.size() > container_id_.size() &&
+        dir.compare(dir.size() - container_id_.size(), container_id_.size(), container_id_) == 0) {
+      argv.push_back("--cgroup=" + dir + "/cgroup.procs");
+    }
+  }
+  argv.push_back("--");
+  return argv;
+}
+
+ProcessResult SimulatedPod::Exec(const std::vector<std::string>& argv, const RunOptions& options) {
+  std::vector<std::string> full = ExecPrefix();
+  full.insert(full.end(), argv.begin(), argv.end());
+  return Run(full, options);
+}
+
+// ------------------------------------------------ re-executed entry points
+
+namespace {
+
+[[noreturn]] void Die(const char* what) {
+  dprintf(2, "sc-test pod: %s: %s\n", what, strerror(errno));
+  _exit(125);
+}
+
+bool JoinCgroups(const std::vector<std::string>& procs_files) {
+  std::string self = std::to_string(getpid());
+  for (const std::string& f : procs_files) {
+    if (!WriteFile(f, self)) return false;
+  }
+  return true;
+}
+
+// Builds the pod's root: a tmpfs holding binds of the host's top-level
+// directories (so binaries, the build tree and /tmp are where they are on the
+// host), /rootfs and a /proc of its own, then pivots into it.
+void SetUpPodRoot(const std::string& root, const std::string& rootfs,
+                  const std::vector<std::string>& binds) {
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) Die("make / rslave");
+  if (mount("tmpfs", root.c_str(), "tmpfs", 0, "mode=0755") != 0) Die("mount tmpfs root");
+  for (const auto& entry : fs::directory_iterator("/")) {
+    std::string name = entry.path().filename().string();
+    if (name == "proc" || name == "rootfs") continue;
+    std::string target = root + "/" + name;
+    if (entry.is_symlink()) {
+      std::error_code ec;
+      fs::create_symlink(fs::read_symlink(entry.path()), target, ec);
+      continue;
+    }
+    if (!entry.is_directory()) continue;
+    if (mkdir(target.c_str(), 0755) != 0) Die("mkdir in pod root");
+    if (mount(entry.path().c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      Die("bind host directory into pod root");
+    }
+  }
+  for (const std::string& b : binds) {
+    std::string target = root + b;
+    std::error_code ec;
+    if (fs::is_directory(b)) {
+      fs::create_directories(target, ec);
+    } else {
+      fs::create_directories(fs::path(target).parent_path(), ec);
+      UniqueFd(open(target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+    }
+    if (mount(b.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      Die("bind into pod");
+    }
+  }
+  if (mkdir((root + "/proc").c_str(), 0555) != 0) Die("mkdir /proc");
+  if (mkdir((root + "/rootfs").c_str(), 0755) != 0) Die("mkdir /rootfs");
+  if (rootfs != "-") {
+    // Like a hostPath with HostToContainer propagation: rbind, rslave.
+    if (mount(rootfs.c_str(), (root + "/rootfs").c_str(), nullptr, MS_BIND | MS_REC, nullptr) !=
+        0) {
+      Die("bind rootfs");
+    }
+  }
+  if (mount(nullptr, root.c_str(), nullptr, MS_REC | MS_SLAVE, nullptr) != 0) Die("rslave root");
+  if (chdir(root.c_str()) != 0) Die("chdir pod root");
+  if (syscall(SYS_pivot_root, ".", ".") != 0) Die("pivot_root");
+  if (umount2(".", MNT_DETACH) != 0) Die("detach old root");
+  if (chdir("/") != 0) Die("chdir /");
+}
+
+volatile pid_t g_forward_to = 0;
+void ForwardSignal(int sig) {
+  if (g_forward_to > 0) kill(g_forward_to, sig);
+}
+
+}  // namespace
+
+int PodInitMain(int argc, char** argv) {
+  // argv: exe __sc_pod_init READY_FD HOSTNAME ROOTFS POD_ROOT [--bind=P] [--env=E] [--cgroup=F]
+  if (argc < 6) return 120;
+  int ready_fd = std::atoi(argv[2]);
+  std::string hostname = argv[3];
+  std::string rootfs = argv[4];
+  std::string pod_root = argv[5];
+  std::vector<std::string> binds, env, cgroups;
+  for (int i = 6; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--bind=", 0) == 0) binds.push_back(a.substr(7));
+    if (a.rfind("--env=", 0) == 0) env.push_back(a.substr(6));
+    if (a.rfind("--cgroup=", 0) == 0) cgroups.push_back(a.substr(9));
+  }
+  if (!JoinCgroups(cgroups)) Die("join cgroups");
+  if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID) != 0) {
+    Die("unshare");
+  }
+  if (sethostname(hostname.c_str(), hostname.size()) != 0) Die("sethostname");
+  SetUpPodRoot(pod_root, rootfs, binds);
+  int sync[2];
+  if (pipe2(sync, O_CLOEXEC) != 0) Die("pipe2");
+  pid_t init = fork();
+  if (init < 0) Die("fork");
+  if (init == 0) {
+    // The pod's pid 1: a /proc of its own, then the reaper, exec'd so that
+    // /proc/1/environ is exactly the pod's environment.
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+      Die("mount proc");
+    }
+    if (write(sync[1], "x", 1) != 1) Die("sync");
+    std::vector<std::string> reaper = {"/proc/self/exe", "__sc_pod_reaper"};
+    std::vector<char*> args = CStrings(reaper);
+    std::vector<char*> envp = CStrings(env);
+    execve(args[0], args.data(), envp.data());
+    Die("exec reaper");
+  }
+  close(sync[1]);
+  char c;
+  if (read(sync[0], &c, 1) != 1) Die("pod pid 1 did not start");
+  std::string said = std::to_string(init) + "\n";
+  if (write(ready_fd, said.data(), said.size()) != static_cast<ssize_t>(said.size())) {
+    Die("report pid");
+  }
+  close(ready_fd);
+  int status = 0;
+  while (waitpid(init, &status, 0) < 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
+int PodReaperMain() {
+  // Reaps orphans until killed, like a pause container's pid 1.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  while (true) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+  }
+}
+
+int PodExecMain(int argc, char** argv) {
+  // argv: exe __sc_pod_exec INIT_PID [--cgroup=F]... -- CMD ARGS...
+  if (argc < 4) return 120;
+  std::string init = argv[2];
+  std::vector<std::string> cgroups;
+  int i = 3;
+  for (; i < argc && std::string(argv[i]) != "--"; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--cgroup=", 0) == 0) cgroups.push_back(a.substr(9));
+  }
+  if (i + 1 >= argc) return 120;
+  if (!JoinCgroups(cgroups)) Die("join cgroups");
+  // Open every namespace before entering any: after the mount namespace the
+  // host's /proc is gone.
+  const char* kinds[] = {"ipc", "uts", "net", "pid", "mnt"};
+  std::vector<UniqueFd> fds;
+  for (const char* ns : kinds) {
+    fds.emplace_back(open(("/proc/" + init + "/ns/" + ns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fds.back()) Die("open namespace");
+  }
+  for (UniqueFd& fd : fds) {
+    if (setns(fd.get(), 0) != 0) Die("setns");
+  }
+  if (chdir("/") != 0) Die("chdir");
+  pid_t child = fork();
+  if (child < 0) Die("fork");
+  if (child == 0) {
+    execvp(argv[i + 1], argv + i + 1);
+    int err = errno;
+    dprintf(2, "sc-test pod exec: %s: %s\n", argv[i + 1], strerror(err));
+    _exit(err == ENOENT ? 127 : 126);
+  }
+  g_forward_to = child;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH}) {
+    signal(sig, ForwardSignal);
+  }
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) {
+    signal(WTERMSIG(status), SIG_DFL);
+    kill(getpid(), WTERMSIG(status));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 125;
+}
+
+}  // namespace sc::test

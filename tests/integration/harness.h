@@ -20,14 +20,15 @@ using std::chrono::milliseconds;
 // True when the test may go on. When not root: under CI=true the test fails,
 // otherwise it is skipped with a message.
 bool RequireRoot();
-#define SC_REQUIRE_ROOT()                 \
-  do {                                    \
+#define SC_REQUIRE_ROOT()                   \
+  do {                                      \
     if (!::sc::test::RequireRoot()) return; \
   } while (0)
 
 // Paths of the binaries under test.
 std::string DaemonBinary();
 std::string ScExecBinary();
+std::string TestClientBinary();  // sc-test-client SOCKET METHOD [TEXTPROTO]
 
 // A fresh directory under /tmp named sc-test-*. On destruction, anything
 // still mounted below it is detached (deepest first) and the tree removed.
@@ -61,7 +62,7 @@ struct ProcessResult {
 
 struct RunOptions {
   std::string stdin_data;
-  bool close_stdin = true;  // false: stdin stays open (never written) until exit
+  bool close_stdin = true;       // false: stdin stays open (never written) until exit
   std::vector<std::string> env;  // empty: inherit the test's environment
   milliseconds timeout{30000};
 };
@@ -153,6 +154,7 @@ class SimulatedPod {
   std::string uid_;
   std::string container_id_;
   std::vector<std::string> cgroup_dirs_;
+  std::string pod_root_;     // host directory the pod's root tmpfs is mounted on
   pid_t launcher_pid_ = -1;  // our child; it waits for the pod's pid 1
   pid_t init_pid_ = -1;
 };
@@ -161,6 +163,7 @@ class SimulatedPod {
 // "__sc_pod_init" or "__sc_pod_exec". Return the process exit code.
 int PodInitMain(int argc, char** argv);
 int PodExecMain(int argc, char** argv);
+int PodReaperMain();
 
 // Random lowercase hex of `n` characters.
 std::string RandomHex(size_t n);
