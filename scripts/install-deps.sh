@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency on Debian 12 (bookworm), from
+# Debian's archive and npm only. Idempotent and quick when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
+  libabsl-dev libmount-dev libseccomp-dev libspdlog-dev libfmt-dev catch2
+  # fuzzing and sanitizers
+  clang libclang-rt-14-dev
+  # tests and scripts: the rootfs, pods, processes
+  busybox-static util-linux procps file strace
+  nodejs
+)
+if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi
+if ! command -v kubectl >/dev/null 2>&1; then packages+=(kubernetes-client); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Clients that are not ours, for the reflection and manifest checks.
+if [[ ! -d tests/node/node_modules/@grpc/grpc-js || tests/node/package-lock.json -nt tests/node/node_modules ]]; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "install-deps: ready"
