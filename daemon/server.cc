@@ -1,10 +1,13 @@
 #include "daemon/server.h"
 
+#include <fcntl.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <chrono>
@@ -52,9 +55,29 @@ int PrepareFdLimit() {
   return static_cast<int>(span);
 }
 
+// Callers' cgroup paths in /proc/<pid>/cgroup are shown relative to the
+// reader's cgroup namespace: inside a container's own namespace a pod's path
+// reads "/../../kubepods-..." and names no pod. With hostPID, pid 1 is the
+// node's init, so its cgroup namespace is the host's. setns(CLONE_NEWCGROUP)
+// needs a single-threaded caller: this runs before any thread exists.
+void JoinHostCgroupNamespace() {
+  struct stat mine {
+  }, host{};
+  if (stat("/proc/self/ns/cgroup", &mine) != 0 || stat("/proc/1/ns/cgroup", &host) != 0) return;
+  if (mine.st_ino == host.st_ino && mine.st_dev == host.st_dev) return;
+  UniqueFd ns(open("/proc/1/ns/cgroup", O_RDONLY | O_CLOEXEC));
+  if (!ns || setns(ns.get(), CLONE_NEWCGROUP) != 0) {
+    spdlog::warn("{}; pods' cgroups may not be recognised",
+                 ErrnoMessage(errno, "cannot join the host's cgroup namespace"));
+    return;
+  }
+  spdlog::info("joined the host's cgroup namespace to read callers' cgroups");
+}
+
 }  // namespace
 
 int RunDaemon(const DaemonConfig& config) {
+  JoinHostCgroupNamespace();
   // Every thread inherits this mask, so the signals reach only sigwait below.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
