@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -191,7 +193,10 @@ void PeerRegistry::Add(int conn_fd, std::shared_ptr<const Peer> peer) {
 absl::StatusOr<std::shared_ptr<const Peer>> PeerRegistry::Find(absl::string_view grpc_peer) const {
   int fd = -1;
   absl::string_view number = grpc_peer;
-  if (!absl::ConsumePrefix(&number, "fd:") || !absl::SimpleAtoi(number, &fd)) {
+  // Exactly "fd:" and 1-9 digits: SimpleAtoi alone would accept " 7" or "7 ".
+  bool digits = absl::ConsumePrefix(&number, "fd:") && !number.empty() && number.size() <= 9 &&
+                std::all_of(number.begin(), number.end(), absl::ascii_isdigit);
+  if (!digits || !absl::SimpleAtoi(number, &fd)) {
     return absl::NotFoundError(
         absl::StrCat("connection ", grpc_peer.substr(0, 64), " was not accepted by the daemon"));
   }
