@@ -1,5 +1,8 @@
 // sc-test-client SOCKET METHOD [TEXTPROTO]
 //
+// METHOD is a unary MountHelper RPC, Health, or Exec (TEXTPROTO is then an
+// ExecStart; see ExecCall).
+//
 // Makes one unary call to the daemon, with the request written as a text
 // proto, and prints the response as a text proto. On error it prints
 // "CODE: message" to stderr and exits with the numeric gRPC code. Tests run it
@@ -20,6 +23,28 @@ namespace {
 namespace v1 = ::stoppablecontainer::mounthelper::v1;
 using grpc::health::v1::Health;
 
+const char* CodeName(grpc::StatusCode code) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  int i = static_cast<int>(code);
+  return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
+}
+
 template <typename Stub, typename Req, typename Resp>
 int Call(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
          const std::string& text) {
@@ -33,31 +58,43 @@ int Call(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Re
   Resp response;
   grpc::Status status = (stub->*method)(&context, request, &response);
   if (!status.ok()) {
-    static const char* kNames[] = {"OK",
-                                   "CANCELLED",
-                                   "UNKNOWN",
-                                   "INVALID_ARGUMENT",
-                                   "DEADLINE_EXCEEDED",
-                                   "NOT_FOUND",
-                                   "ALREADY_EXISTS",
-                                   "PERMISSION_DENIED",
-                                   "RESOURCE_EXHAUSTED",
-                                   "FAILED_PRECONDITION",
-                                   "ABORTED",
-                                   "OUT_OF_RANGE",
-                                   "UNIMPLEMENTED",
-                                   "INTERNAL",
-                                   "UNAVAILABLE",
-                                   "DATA_LOSS",
-                                   "UNAUTHENTICATED"};
-    int code = status.error_code();
-    std::cerr << (code >= 0 && code <= 16 ? kNames[code] : "?") << ": " << status.error_message()
-              << "\n";
-    return code;
+    std::cerr << CodeName(status.error_code()) << ": " << status.error_message() << "\n";
+    return status.error_code();
   }
   std::string out;
   google::protobuf::TextFormat::PrintToString(response, &out);
   std::cout << out;
+  return 0;
+}
+
+// Exec with a text-proto ExecStart: sends start and stdin EOF, prints every
+// response as a text proto, and exits with the gRPC code (0 when the stream
+// ended with an exit message).
+int ExecCall(v1::MountHelper::Stub* stub, const std::string& text) {
+  v1::ExecRequest start;
+  if (!google::protobuf::TextFormat::ParseFromString(text, start.mutable_start())) {
+    std::cerr << "INVALID_REQUEST: cannot parse the ExecStart text proto\n";
+    return 100;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  auto stream = stub->Exec(&context);
+  v1::ExecRequest eof;
+  eof.mutable_stdin_eof();
+  stream->Write(start);
+  stream->Write(eof);
+  stream->WritesDone();
+  v1::ExecResponse response;
+  while (stream->Read(&response)) {
+    std::string out;
+    google::protobuf::TextFormat::PrintToString(response, &out);
+    std::cout << out;
+  }
+  grpc::Status status = stream->Finish();
+  if (!status.ok()) {
+    std::cerr << CodeName(status.error_code()) << ": " << status.error_message() << "\n";
+    return status.error_code();
+  }
   return 0;
 }
 
@@ -83,6 +120,7 @@ int main(int argc, char** argv) {
       {"CheckRootfs", [&] { return Call(stub.get(), &S::CheckRootfs, text); }},
       {"WhoAmI", [&] { return Call(stub.get(), &S::WhoAmI, text); }},
       {"Health", [&] { return Call(health.get(), &Health::Stub::Check, text); }},
+      {"Exec", [&] { return ExecCall(stub.get(), text); }},
   };
   auto it = methods.find(argv[2]);
   if (it == methods.end()) {
