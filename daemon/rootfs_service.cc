@@ -1,40 +1,967 @@
-// Rootfs lifecycle RPCs. Placeholders until the rootfs issue lands: they
-// identify and audit the caller, then answer UNIMPLEMENTED.
+// Rootfs lifecycle RPCs: PrepareRootfs, ReleaseRootfs, BindMount,
+// GetInstance, ListInstances, CheckRootfs.
+//
+// State lives in the mount table only (instances.h derives it from
+// /proc/self/mountinfo), so a restarted daemon re-adopts what is mounted. Every
+// path from a request is opened without following symlinks (paths.h) and
+// every mount targets the opened fd (mounts.h).
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/defaults.h"
+#include "daemon/fs_util.h"
+#include "daemon/instances.h"
+#include "daemon/mountinfo.h"
+#include "daemon/mounts.h"
+#include "daemon/paths.h"
+#include "daemon/provider.h"
 #include "daemon/service.h"
+#include "daemon/status_util.h"
+#include "spdlog/spdlog.h"
 
 namespace sc {
+namespace {
+
+constexpr int kMaxLayers = 128;
+
+struct Identity {
+  dev_t dev;
+  ino_t ino;
+  bool operator==(const Identity& o) const { return dev == o.dev && ino == o.ino; }
+};
+
+absl::StatusOr<Identity> IdentityOf(int fd) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, "fstat");
+  return Identity{st.st_dev, st.st_ino};
+}
+
+std::string RefName(const v1::InstanceRef& ref) {
+  return absl::StrCat(ref.namespace_().substr(0, 63), "/", ref.name().substr(0, 63));
+}
+
+// The instance base as the kernel names it (mountinfo targets are real paths),
+// created when missing (it comes from the daemon's flags, not a request).
+absl::StatusOr<std::pair<UniqueFd, std::string>> OpenBase(const DaemonConfig& config) {
+  std::string base = config.instance_base.empty() ? kDefaultInstanceBase : config.instance_base;
+  if (base[0] != '/') return absl::FailedPreconditionError("--instance_base must be absolute");
+  UniqueFd fd(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, "open /");
+  for (const std::string& part : PathComponents(base)) {
+    if (mkdirat(fd.get(), part.c_str(), 0711) != 0 && errno != EEXIST) {
+      return ErrnoStatus(errno, absl::StrCat("mkdir instance base ", base));
+    }
+    UniqueFd next(openat(fd.get(), part.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!next) return ErrnoStatus(errno, absl::StrCat("open instance base ", base));
+    fd = std::move(next);
+  }
+  absl::StatusOr<std::string> real = FdTarget(fd.get());
+  if (!real.ok()) return real.status();
+  return std::make_pair(std::move(fd), *std::move(real));
+}
+
+// Opens <base>/<ns>/<name>; creates it when `create`. NOT_FOUND when missing.
+absl::StatusOr<UniqueFd> OpenInstanceDir(int base_fd, const InstanceLayout& layout, bool create) {
+  if (create) {
+    absl::StatusOr<UniqueFd> ns = MakeDirBeneath(base_fd, layout.ns, 0711);
+    if (!ns.ok()) return ns.status();
+    return MakeDirBeneath(ns->get(), layout.name, 0711);
+  }
+  return OpenBeneath(base_fd, absl::StrCat(layout.ns, "/", layout.name), O_PATH | O_DIRECTORY);
+}
+
+// What a pod must have mounted to act on an instance: the instance directory
+// or its rootfs (the overlay when prepared, the bare directory before).
+absl::StatusOr<std::vector<Identity>> InstanceIdentities(int instance_fd) {
+  std::vector<Identity> ids;
+  absl::StatusOr<Identity> dir = IdentityOf(instance_fd);
+  if (!dir.ok()) return dir.status();
+  ids.push_back(*dir);
+  absl::StatusOr<UniqueFd> rootfs = OpenBeneath(instance_fd, "rootfs", O_PATH | O_DIRECTORY);
+  if (rootfs.ok()) {
+    absl::StatusOr<Identity> id = IdentityOf(rootfs->get());
+    if (id.ok()) ids.push_back(*id);
+  }
+  return ids;
+}
+
+// Whether one of the peer's mount points (seen through /proc/<peer>/root) is
+// one of `wanted`: the pod has that directory mounted.
+absl::StatusOr<bool> PodHasMounted(const Peer& peer, const std::vector<Identity>& wanted) {
+  absl::StatusOr<std::vector<MountInfoEntry>> table = ReadMountInfoAt(peer.proc_dir());
+  if (!table.ok()) return table.status();
+  UniqueFd root(openat(peer.proc_dir(), "root", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return ErrnoStatus(errno, "open /proc/<peer>/root");
+  bool found = false;
+  for (const MountInfoEntry& e : *table) {
+    absl::StatusOr<UniqueFd> fd = OpenBeneath(root.get(), e.target, O_PATH);
+    if (!fd.ok()) continue;
+    absl::StatusOr<Identity> id = IdentityOf(fd->get());
+    if (!id.ok()) continue;
+    for (const Identity& w : wanted) found = found || *id == w;
+    if (found) break;
+  }
+  if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
+  return found;
+}
+
+void FillMount(const MountInfoEntry& e, v1::MountEntry* out) {
+  out->set_mount_id(static_cast<uint32_t>(e.id));
+  out->set_target(e.target);
+  out->set_fstype(e.fstype);
+  out->set_source(e.source);
+  out->set_options(absl::StrCat(e.vfs_options, ",", e.fs_options));
+}
+
+v1::Instance::State ToProto(InstanceStatus status) {
+  switch (status) {
+    case InstanceStatus::kReleased:
+      return v1::Instance::RELEASED;
+    case InstanceStatus::kReady:
+      return v1::Instance::READY;
+    case InstanceStatus::kPartial:
+      break;
+  }
+  return v1::Instance::PARTIAL;
+}
+
+void FillInstance(const InstanceLayout& layout, const InstanceView& view, v1::Instance* out) {
+  out->mutable_ref()->set_namespace_(layout.ns);
+  out->mutable_ref()->set_name(layout.name);
+  out->set_state(ToProto(view.status));
+  out->set_instance_dir(layout.dir);
+  out->set_rootfs(layout.rootfs);
+  for (const std::string& dir : view.layers.lowerdirs) out->add_lower_dirs(dir);
+  out->set_upper_dir(view.has_overlay ? view.layers.upperdir : layout.upper);
+  out->set_work_dir(view.has_overlay ? view.layers.workdir : layout.work);
+  for (const MountInfoEntry& e : view.mounts) FillMount(e, out->add_mounts());
+}
+
+absl::StatusOr<InstanceView> CurrentView(const InstanceLayout& layout) {
+  absl::StatusOr<std::vector<MountInfoEntry>> table = ReadSelfMountInfo();
+  if (!table.ok()) return table.status();
+  return DeriveInstance(*table, layout.rootfs);
+}
+
+struct ReleaseCounts {
+  uint32_t unmounted = 0;
+  uint32_t lazily = 0;
+};
+
+// Unmounts everything at or below the instance's rootfs, deepest first.
+absl::StatusOr<ReleaseCounts> UnmountInstance(int instance_fd, const InstanceLayout& layout) {
+  ReleaseCounts counts;
+  absl::StatusOr<InstanceView> view = CurrentView(layout);
+  if (!view.ok()) return view.status();
+  for (const MountInfoEntry& e : UnmountOrder(view->mounts)) {
+    // e.target is <dir>/rootfs[/...]: split into a parent below the instance
+    // directory and the mount point's name.
+    std::string rel = e.target.substr(layout.dir.size() + 1);
+    size_t slash = rel.rfind('/');
+    std::string parent_rel = slash == std::string::npos ? "" : rel.substr(0, slash);
+    std::string name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+    absl::StatusOr<UniqueFd> parent = OpenBeneath(instance_fd, parent_rel, O_PATH | O_DIRECTORY);
+    if (!parent.ok()) {
+      return absl::Status(parent.status().code(),
+                          absl::StrCat("unmount ", e.target, ": ", parent.status().message()));
+    }
+    bool lazily = false;
+    if (absl::Status s = UnmountAt(parent->get(), name, e.id, &lazily); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("unmount ", e.target, ": ", s.message(), " (",
+                                                 counts.unmounted, " unmounted before)"));
+    }
+    ++counts.unmounted;
+    if (lazily) {
+      ++counts.lazily;
+      spdlog::warn("{} was busy and only lazily detached", e.target);
+    }
+  }
+  return counts;
+}
+
+// Removes a directory tree without following symlinks or crossing into
+// another mount (which would mean something is still mounted).
+absl::Status RemoveTreeAt(int parent_fd, const std::string& name, dev_t dev, int depth) {
+  if (depth > 4096) return absl::FailedPreconditionError("directory tree too deep to delete");
+  struct stat st {};
+  if (fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoStatus(errno, absl::StrCat("stat ", name));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (unlinkat(parent_fd, name.c_str(), 0) != 0 && errno != ENOENT) {
+      return ErrnoStatus(errno, absl::StrCat("unlink ", name));
+    }
+    return absl::OkStatus();
+  }
+  if (st.st_dev != dev) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(name, " is on another filesystem (mounted?)"));
+  }
+  int fd = openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", name));
+  // Overlayfs' work directory leaves mode-000 directories behind.
+  fchmod(fd, 0700);
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(fdopendir(fd), closedir);
+  if (!dir) {
+    UniqueFd close_it(fd);
+    return ErrnoStatus(errno, absl::StrCat("fdopendir ", name));
+  }
+  std::vector<std::string> children;
+  while (struct dirent* ent = readdir(dir.get())) {
+    std::string child = ent->d_name;
+    if (child != "." && child != "..") children.push_back(child);
+  }
+  for (const std::string& child : children) {
+    if (absl::Status s = RemoveTreeAt(dirfd(dir.get()), child, dev, depth + 1); !s.ok()) return s;
+  }
+  if (unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("rmdir ", name));
+  }
+  return absl::OkStatus();
+}
+
+// tmp in the merged view, mode 1777. It is the overlay's own directory rather
+// than a tmpfs: the instance's root is persistent by contract (everything it
+// changed is still there after a restart, as in the image, where /tmp is a
+// plain directory), it costs no memory, and it is one mount fewer to keep in
+// order. An image whose /tmp is a symlink keeps it (it resolves inside the
+// rootfs once chrooted).
+absl::Status PrepareTmp(int rootfs_fd) {
+  if (mkdirat(rootfs_fd, "tmp", 01777) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, "mkdir <rootfs>/tmp");
+  }
+  absl::StatusOr<UniqueFd> tmp = OpenBeneath(rootfs_fd, "tmp", O_RDONLY | O_DIRECTORY);
+  if (!tmp.ok()) {
+    if (absl::IsInvalidArgument(tmp.status())) {
+      spdlog::info("rootfs /tmp is a symlink in the image; left as it is");
+      return absl::OkStatus();
+    }
+    return tmp.status();
+  }
+  if (fchmod(tmp->get(), 01777) != 0) return ErrnoStatus(errno, "chmod 1777 <rootfs>/tmp");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> OpenHostDir(const char* path) {
+  UniqueFd fd(open(path, O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("open ", path));
+  return fd;
+}
+
+// Mounts what `view` says is missing, in order. Returns how many mounts it
+// made.
+absl::StatusOr<int> CompleteInstance(int instance_fd, const InstanceView& view,
+                                     const std::vector<int>& lower_fds) {
+  int mounted = 0;
+  absl::StatusOr<UniqueFd> upper = MakeDirBeneath(instance_fd, "upper", 0755);
+  if (!upper.ok()) return upper.status();
+  absl::StatusOr<UniqueFd> work = MakeDirBeneath(instance_fd, "work", 0700);
+  if (!work.ok()) return work.status();
+  if (!view.has_overlay) {
+    absl::StatusOr<UniqueFd> dir = MakeDirBeneath(instance_fd, "rootfs", 0755);
+    if (!dir.ok()) return dir.status();
+    if (absl::Status s = MountOverlayAt(lower_fds, upper->get(), work->get(), dir->get());
+        !s.ok()) {
+      return s;
+    }
+    ++mounted;
+  }
+  // From here on "rootfs" is the overlay's root.
+  absl::StatusOr<UniqueFd> rootfs = OpenBeneath(instance_fd, "rootfs", O_PATH | O_DIRECTORY);
+  if (!rootfs.ok()) return rootfs.status();
+  absl::StatusOr<int> inst_mnt = MountIdOf(instance_fd);
+  absl::StatusOr<int> root_mnt = MountIdOf(rootfs->get());
+  if (!inst_mnt.ok() || !root_mnt.ok() || *inst_mnt == *root_mnt) {
+    return absl::InternalError("the overlay is not mounted on the rootfs after mounting it");
+  }
+  // Shared, so that consumer pods with HostToContainer propagation see it and
+  // every mount made inside it afterwards.
+  if (absl::Status s = SetPropagation(rootfs->get(), MS_SHARED, false); !s.ok()) return s;
+  if (absl::Status s = PrepareTmp(rootfs->get()); !s.ok()) return s;
+
+  auto missing = [&](const char* rel) {
+    for (const std::string& m : view.missing) {
+      if (m == rel) return true;
+    }
+    return false;
+  };
+  constexpr uint64_t kNoSuidDevExec = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+  if (missing("proc")) {
+    absl::StatusOr<UniqueFd> at = MakeDirBeneath(rootfs->get(), "proc", 0555);
+    if (!at.ok()) return at.status();
+    if (absl::Status s = MountNewAt("proc", {}, kNoSuidDevExec, at->get()); !s.ok()) return s;
+    ++mounted;
+  }
+  if (missing("dev")) {
+    absl::StatusOr<UniqueFd> at = MakeDirBeneath(rootfs->get(), "dev", 0755);
+    if (!at.ok()) return at.status();
+    absl::StatusOr<UniqueFd> src = OpenHostDir("/dev");
+    if (!src.ok()) return src.status();
+    // Slave: host device changes reach the rootfs, nothing goes back.
+    if (absl::Status s =
+            BindAt(src->get(), at->get(), true, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, true);
+        !s.ok()) {
+      return s;
+    }
+    ++mounted;
+  }
+  absl::StatusOr<UniqueFd> dev = OpenBeneath(rootfs->get(), "dev", O_PATH | O_DIRECTORY);
+  if (!dev.ok()) return dev.status();
+  if (missing("dev/pts")) {
+    absl::StatusOr<UniqueFd> at = MakeDirBeneath(dev->get(), "pts", 0755);
+    if (!at.ok()) return at.status();
+    // A devpts of its own: ptys allocated through <rootfs>/dev/ptmx (which
+    // finds its "pts" sibling) appear as <rootfs>/dev/pts/N, so a terminal's
+    // name resolves inside the chroot. ptmxmode 0666 lets a process without
+    // capabilities open ptmx; mode/gid are the usual tty group 5 and 0620.
+    if (absl::Status s = MountNewAt(
+            "devpts", {{"newinstance", ""}, {"ptmxmode", "0666"}, {"mode", "0620"}, {"gid", "5"}},
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, at->get());
+        !s.ok()) {
+      return s;
+    }
+    ++mounted;
+  }
+  if (missing("dev/shm")) {
+    absl::StatusOr<UniqueFd> at = MakeDirBeneath(dev->get(), "shm", 01777);
+    if (!at.ok()) return at.status();
+    // Pages of a tmpfs are charged to the memory cgroup of the process that
+    // touches them, i.e. the workload's pod.
+    if (absl::Status s = MountNewAt("tmpfs", {{"mode", "1777"}}, kNoSuidDevExec, at->get());
+        !s.ok()) {
+      return s;
+    }
+    ++mounted;
+  }
+  if (missing("sys")) {
+    absl::StatusOr<UniqueFd> at = MakeDirBeneath(rootfs->get(), "sys", 0555);
+    if (!at.ok()) return at.status();
+    absl::StatusOr<UniqueFd> src = OpenHostDir("/sys");
+    if (!src.ok()) return src.status();
+    if (absl::Status s = BindAt(src->get(), at->get(), true, kNoSuidDevExec, true); !s.ok()) {
+      return s;
+    }
+    ++mounted;
+  }
+  return mounted;
+}
+
+// The layers of a request, opened.
+struct Lowers {
+  std::vector<UniqueFd> fds;
+  std::vector<std::string> paths;  // as the kernel will print them
+  std::vector<std::string> described;
+  std::vector<int> raw() const {
+    std::vector<int> out;
+    for (const UniqueFd& fd : fds) out.push_back(fd.get());
+    return out;
+  }
+};
+
+absl::StatusOr<Lowers> OpenExplicitLayers(const DaemonConfig& config,
+                                          const v1::ExplicitLayers& layers) {
+  if (layers.paths_size() < 1 || layers.paths_size() > kMaxLayers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layers: give 1 to ", kMaxLayers, " paths, not ", layers.paths_size()));
+  }
+  if (config.layer_roots.empty()) {
+    return absl::FailedPreconditionError(
+        "explicit layers are disabled: the daemon has no --layer_root");
+  }
+  Lowers lowers;
+  for (int i = 0; i < layers.paths_size(); ++i) {
+    const std::string& path = layers.paths(i);
+    std::string what = absl::StrCat("layers.paths[", i, "]");
+    if (absl::Status s = CheckRequestPath(path, true, what); !s.ok()) return s;
+    absl::StatusOr<UniqueFd> fd = OpenUnderRoots(config.layer_roots, path, O_PATH | O_DIRECTORY);
+    if (!fd.ok()) {
+      return absl::Status(fd.status().code(), absl::StrCat(what, ": ", fd.status().message()));
+    }
+    lowers.fds.push_back(*std::move(fd));
+    lowers.described.push_back(path);
+  }
+  return lowers;
+}
+
+absl::Status FinishLowers(Lowers* lowers) {
+  for (const UniqueFd& fd : lowers->fds) {
+    absl::StatusOr<std::string> path = FdTarget(fd.get());
+    if (!path.ok()) return path.status();
+    lowers->paths.push_back(*std::move(path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
-                                               const v1::PrepareRootfsRequest*, v1::Instance*) {
-  return NotYet(context, "PrepareRootfs", "overlay rootfs");
+                                               const v1::PrepareRootfsRequest* request,
+                                               v1::Instance* response) {
+  constexpr const char* kMethod = "PrepareRootfs";
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  const Peer& peer = **caller;
+  Details details = {{"instance", RefName(request->instance())}};
+  if (peer.kind() == PeerKind::kUnknown) {
+    return Finish(kMethod, peer,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "only operators and pods may prepare a rootfs: ", peer.unknown_reason())),
+                  details, true);
+  }
+  const v1::InstanceRef& ref = request->instance();
+  if (absl::Status s = CheckInstanceNames(ref.namespace_(), ref.name()); !s.ok()) {
+    return Finish(kMethod, peer, s, details);
+  }
+  if (request->lower_case() == v1::PrepareRootfsRequest::LOWER_NOT_SET) {
+    return Finish(kMethod, peer,
+                  absl::InvalidArgumentError("give the lower layers: `layers` or `provider`"),
+                  details);
+  }
+  if (request->has_provider() && !peer.pod()) {
+    return Finish(kMethod, peer,
+                  absl::InvalidArgumentError(
+                      "`provider` takes the layers from the caller's own pod; an operator has no "
+                      "pod and must give explicit `layers`"),
+                  details);
+  }
+
+  absl::StatusOr<std::pair<UniqueFd, std::string>> base = OpenBase(config_);
+  if (!base.ok()) return Finish(kMethod, peer, base.status(), details);
+  InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
+  details.emplace_back("instance_dir", layout.dir);
+
+  // Pods act only on an instance directory they have mounted, which the
+  // kubelet created for them: a pod never makes the daemon create one.
+  absl::StatusOr<UniqueFd> instance =
+      OpenInstanceDir(base->first.get(), layout, /*create=*/peer.is_operator());
+  if (peer.kind() == PeerKind::kPod) {
+    absl::StatusOr<bool> mounted = false;
+    if (instance.ok()) {
+      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
+      mounted = ids.ok() ? PodHasMounted(peer, *ids) : ids.status();
+    }
+    if (!mounted.ok() && !absl::IsNotFound(mounted.status())) {
+      return Finish(kMethod, peer, mounted.status(), details);
+    }
+    if (!instance.ok() || !mounted.ok() || !*mounted) {
+      return Finish(kMethod, peer,
+                    absl::PermissionDeniedError(absl::StrCat(
+                        "pod ", peer.pod()->pod_uid, " has not mounted ", layout.dir, " or ",
+                        layout.rootfs, " (mount the instance directory into the pod first)")),
+                    details, true);
+    }
+  }
+  if (!instance.ok()) return Finish(kMethod, peer, instance.status(), details);
+
+  Lowers lowers;
+  if (request->has_layers()) {
+    absl::StatusOr<Lowers> opened = OpenExplicitLayers(config_, request->layers());
+    if (!opened.ok()) {
+      return Finish(kMethod, peer, opened.status(), details,
+                    absl::IsPermissionDenied(opened.status()));
+    }
+    lowers = *std::move(opened);
+  } else {
+    absl::Duration wait = request->provider().wait_ms() == 0
+                              ? config_.provider_wait
+                              : absl::Milliseconds(request->provider().wait_ms());
+    if (wait > config_.provider_wait_max) wait = config_.provider_wait_max;
+    absl::StatusOr<ProviderProcess> provider =
+        WaitForProvider(peer.pod()->pod_uid, wait, [context] { return context->IsCancelled(); });
+    if (!provider.ok()) return Finish(kMethod, peer, provider.status(), details);
+    details.emplace_back("provider_pid", absl::StrCat(provider->pid));
+    absl::StatusOr<ProviderLayers> layers = OpenProviderLayers(*provider);
+    if (!layers.ok()) return Finish(kMethod, peer, layers.status(), details);
+    lowers.fds = std::move(layers->fds);
+    lowers.described = std::move(layers->described);
+  }
+  if (absl::Status s = FinishLowers(&lowers); !s.ok()) return Finish(kMethod, peer, s, details);
+  details.emplace_back("layers", absl::StrJoin(lowers.paths, ":"));
+
+  std::lock_guard<std::mutex> lock(rootfs_mu_);
+  absl::StatusOr<InstanceView> view = CurrentView(layout);
+  if (!view.ok()) return Finish(kMethod, peer, view.status(), details);
+  if (!view->foreign.empty()) {
+    return Finish(kMethod, peer,
+                  absl::FailedPreconditionError(absl::StrCat(layout.rootfs, ": ", view->foreign,
+                                                             "; release the instance first")),
+                  details);
+  }
+  if (view->has_overlay) {
+    absl::StatusOr<std::string> upper = FdTarget(instance->get());
+    std::string want_upper = upper.ok() ? *upper + "/upper" : layout.upper;
+    if (view->layers.lowerdirs != lowers.paths || view->layers.upperdir != want_upper) {
+      return Finish(kMethod, peer,
+                    absl::FailedPreconditionError(absl::StrCat(
+                        layout.dir, " is prepared with other layers (",
+                        absl::StrJoin(view->layers.lowerdirs, ":"), " upper ",
+                        view->layers.upperdir, "); release it before changing its layers")),
+                    details);
+    }
+  }
+  bool created = false;
+  if (view->status != InstanceStatus::kReady) {
+    details.emplace_back("from_state", InstanceStatusName(view->status));
+    absl::StatusOr<int> mounted = CompleteInstance(instance->get(), *view, lowers.raw());
+    absl::StatusOr<InstanceView> after =
+        mounted.ok() ? CurrentView(layout) : absl::StatusOr<InstanceView>(mounted.status());
+    if (after.ok() && after->status != InstanceStatus::kReady) {
+      after = absl::InternalError(
+          absl::StrCat("still missing after prepare: ", absl::StrJoin(after->missing, ", ")));
+    }
+    if (!after.ok()) {
+      // Never leave a half-mounted instance behind: roll back all of it.
+      absl::StatusOr<ReleaseCounts> rolled = UnmountInstance(instance->get(), layout);
+      details.emplace_back("rolled_back", rolled.ok() ? absl::StrCat(rolled->unmounted)
+                                                      : std::string(rolled.status().message()));
+      return Finish(kMethod, peer, after.status(), details);
+    }
+    created = *mounted > 0;
+    details.emplace_back("mounted", absl::StrCat(*mounted));
+    view = std::move(after);
+  }
+  FillInstance(layout, *view, response);
+  response->set_created(created);
+  details.emplace_back("created", created ? "true" : "false");
+  return Finish(kMethod, peer, absl::OkStatus(), details);
 }
 
 grpc::Status MountHelperService::ReleaseRootfs(grpc::ServerContext* context,
-                                               const v1::ReleaseRootfsRequest*,
-                                               v1::ReleaseRootfsResponse*) {
-  return NotYet(context, "ReleaseRootfs", "overlay rootfs");
+                                               const v1::ReleaseRootfsRequest* request,
+                                               v1::ReleaseRootfsResponse* response) {
+  constexpr const char* kMethod = "ReleaseRootfs";
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  const Peer& peer = **caller;
+  Details details = {{"instance", RefName(request->instance())},
+                     {"delete_data", request->delete_data() ? "true" : "false"}};
+  if (peer.kind() == PeerKind::kUnknown) {
+    return Finish(kMethod, peer,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "only operators and pods may release a rootfs: ", peer.unknown_reason())),
+                  details, true);
+  }
+  const v1::InstanceRef& ref = request->instance();
+  if (absl::Status s = CheckInstanceNames(ref.namespace_(), ref.name()); !s.ok()) {
+    return Finish(kMethod, peer, s, details);
+  }
+  absl::StatusOr<std::pair<UniqueFd, std::string>> base = OpenBase(config_);
+  if (!base.ok()) return Finish(kMethod, peer, base.status(), details);
+  InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
+  absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
+  if (peer.kind() == PeerKind::kPod) {
+    absl::StatusOr<bool> mounted = false;
+    if (instance.ok()) {
+      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
+      mounted = ids.ok() ? PodHasMounted(peer, *ids) : ids.status();
+    }
+    if (!instance.ok() || !mounted.ok() || !*mounted) {
+      return Finish(
+          kMethod, peer,
+          absl::PermissionDeniedError(absl::StrCat("pod ", peer.pod()->pod_uid, " has not mounted ",
+                                                   layout.dir, " or ", layout.rootfs)),
+          details, true);
+    }
+  }
+  if (!instance.ok()) {
+    if (absl::IsNotFound(instance.status())) {
+      // Nothing there: released already (and no data to delete).
+      return Finish(kMethod, peer, absl::OkStatus(), details);
+    }
+    return Finish(kMethod, peer, instance.status(), details);
+  }
+  std::lock_guard<std::mutex> lock(rootfs_mu_);
+  absl::StatusOr<ReleaseCounts> counts = UnmountInstance(instance->get(), layout);
+  if (!counts.ok()) return Finish(kMethod, peer, counts.status(), details);
+  response->set_unmounted(counts->unmounted);
+  response->set_lazily_detached(counts->lazily);
+  details.emplace_back("unmounted", absl::StrCat(counts->unmounted));
+  details.emplace_back("lazily_detached", absl::StrCat(counts->lazily));
+  if (request->delete_data()) {
+    if (counts->lazily > 0) {
+      return Finish(kMethod, peer,
+                    absl::FailedPreconditionError(absl::StrCat(
+                        "unmounted ", counts->unmounted, " mounts but ", counts->lazily,
+                        " were busy and only detached: a process still uses the rootfs, so its "
+                        "data was kept; stop it and release again with delete_data")),
+                    details);
+    }
+    absl::StatusOr<Identity> id = IdentityOf(instance->get());
+    if (!id.ok()) return Finish(kMethod, peer, id.status(), details);
+    absl::StatusOr<UniqueFd> ns_dir =
+        OpenBeneath(base->first.get(), layout.ns, O_PATH | O_DIRECTORY);
+    if (!ns_dir.ok()) return Finish(kMethod, peer, ns_dir.status(), details);
+    if (absl::Status s = RemoveTreeAt(ns_dir->get(), layout.name, id->dev, 0); !s.ok()) {
+      return Finish(kMethod, peer, s, details);
+    }
+    response->set_data_deleted(true);
+    details.emplace_back("data_deleted", "true");
+  }
+  return Finish(kMethod, peer, absl::OkStatus(), details);
 }
 
 grpc::Status MountHelperService::BindMount(grpc::ServerContext* context,
-                                           const v1::BindMountRequest*, v1::BindMountResponse*) {
-  return NotYet(context, "BindMount", "bind mounts");
+                                           const v1::BindMountRequest* request,
+                                           v1::BindMountResponse* response) {
+  constexpr const char* kMethod = "BindMount";
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  const Peer& peer = **caller;
+  Details details = {{"instance", RefName(request->instance())},
+                     {"source", request->source().substr(0, 512)},
+                     {"target", request->target().substr(0, 512)},
+                     {"read_only", request->read_only() ? "true" : "false"}};
+  if (peer.kind() == PeerKind::kUnknown) {
+    return Finish(kMethod, peer,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "only operators and pods may bind-mount: ", peer.unknown_reason())),
+                  details, true);
+  }
+  const v1::InstanceRef& ref = request->instance();
+  if (absl::Status s = CheckInstanceNames(ref.namespace_(), ref.name()); !s.ok()) {
+    return Finish(kMethod, peer, s, details);
+  }
+  if (absl::Status s = CheckRequestPath(request->source(), true, "source"); !s.ok()) {
+    return Finish(kMethod, peer, s, details);
+  }
+  if (absl::Status s = CheckRequestPath(request->target(), true, "target"); !s.ok()) {
+    return Finish(kMethod, peer, s, details);
+  }
+  std::vector<std::string> target_parts = PathComponents(request->target());
+  if (target_parts.empty()) {
+    return Finish(kMethod, peer, absl::InvalidArgumentError("target must not be the rootfs itself"),
+                  details);
+  }
+  absl::StatusOr<std::pair<UniqueFd, std::string>> base = OpenBase(config_);
+  if (!base.ok()) return Finish(kMethod, peer, base.status(), details);
+  InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
+  absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
+  if (peer.kind() == PeerKind::kPod) {
+    absl::StatusOr<bool> mounted = false;
+    if (instance.ok()) {
+      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
+      mounted = ids.ok() ? PodHasMounted(peer, *ids) : ids.status();
+    }
+    if (!instance.ok() || !mounted.ok() || !*mounted) {
+      return Finish(
+          kMethod, peer,
+          absl::PermissionDeniedError(absl::StrCat("pod ", peer.pod()->pod_uid, " has not mounted ",
+                                                   layout.dir, " or ", layout.rootfs)),
+          details, true);
+    }
+  }
+  if (!instance.ok()) {
+    return Finish(
+        kMethod, peer,
+        absl::Status(instance.status().code(),
+                     absl::StrCat("instance ", RefName(ref), ": ", instance.status().message())),
+        details);
+  }
+  if (config_.bind_roots.empty()) {
+    return Finish(kMethod, peer,
+                  absl::FailedPreconditionError("bind mounts are disabled: no --bind_root"),
+                  details);
+  }
+  absl::StatusOr<UniqueFd> source = OpenUnderRoots(config_.bind_roots, request->source(), O_PATH);
+  if (!source.ok()) {
+    return Finish(
+        kMethod, peer,
+        absl::Status(source.status().code(), absl::StrCat("source: ", source.status().message())),
+        details, absl::IsPermissionDenied(source.status()));
+  }
+  struct stat src_st {};
+  if (fstat(source->get(), &src_st) != 0) {
+    return Finish(kMethod, peer, ErrnoStatus(errno, "fstat source"), details);
+  }
+  const bool is_dir = S_ISDIR(src_st.st_mode);
+  if (!is_dir && !S_ISREG(src_st.st_mode)) {
+    return Finish(kMethod, peer,
+                  absl::InvalidArgumentError("source must be a regular file or a directory"),
+                  details);
+  }
+
+  std::lock_guard<std::mutex> lock(rootfs_mu_);
+  absl::StatusOr<InstanceView> view = CurrentView(layout);
+  if (!view.ok()) return Finish(kMethod, peer, view.status(), details);
+  if (view->status != InstanceStatus::kReady) {
+    return Finish(kMethod, peer,
+                  absl::FailedPreconditionError(absl::StrCat("instance ", RefName(ref), " is ",
+                                                             InstanceStatusName(view->status),
+                                                             ", not ready: prepare it first")),
+                  details);
+  }
+  absl::StatusOr<UniqueFd> rootfs = OpenBeneath(instance->get(), "rootfs", O_PATH | O_DIRECTORY);
+  if (!rootfs.ok()) return Finish(kMethod, peer, rootfs.status(), details);
+  absl::StatusOr<int> root_mnt = MountIdOf(rootfs->get());
+  if (!root_mnt.ok() || *root_mnt != view->overlay.id) {
+    return Finish(kMethod, peer,
+                  absl::AbortedError("the rootfs changed while it was opened; retry"), details);
+  }
+  // Parents: created as needed, never through a symlink and never across a
+  // mount point (no binding into proc, sys, dev or another bind mount).
+  UniqueFd parent(fcntl(rootfs->get(), F_DUPFD_CLOEXEC, 3));
+  if (!parent) return Finish(kMethod, peer, ErrnoStatus(errno, "dup"), details);
+  for (size_t i = 0; i + 1 < target_parts.size(); ++i) {
+    const std::string& part = target_parts[i];
+    if (mkdirat(parent.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Finish(kMethod, peer, ErrnoStatus(errno, absl::StrCat("mkdir ", part)), details);
+    }
+    absl::StatusOr<UniqueFd> next = OpenBeneath(parent.get(), part, O_PATH | O_DIRECTORY, true);
+    if (!next.ok()) {
+      return Finish(
+          kMethod, peer,
+          absl::Status(next.status().code(), absl::StrCat("target: ", next.status().message())),
+          details);
+    }
+    parent = *std::move(next);
+  }
+  const std::string& leaf = target_parts.back();
+  struct stat leaf_st {};
+  if (fstatat(parent.get(), leaf.c_str(), &leaf_st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno != ENOENT) {
+      return Finish(kMethod, peer, ErrnoStatus(errno, absl::StrCat("stat target ", leaf)), details);
+    }
+    if (is_dir) {
+      if (mkdirat(parent.get(), leaf.c_str(), 0755) != 0 && errno != EEXIST) {
+        return Finish(kMethod, peer, ErrnoStatus(errno, "create target directory"), details);
+      }
+    } else {
+      UniqueFd created(openat(parent.get(), leaf.c_str(),
+                              O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
+      if (!created && errno != EEXIST) {
+        return Finish(kMethod, peer, ErrnoStatus(errno, "create target file"), details);
+      }
+    }
+  }
+  absl::StatusOr<UniqueFd> target = OpenBeneath(parent.get(), leaf, O_PATH);
+  if (!target.ok()) {
+    return Finish(
+        kMethod, peer,
+        absl::Status(target.status().code(), absl::StrCat("target: ", target.status().message())),
+        details);
+  }
+  struct stat tgt_st {};
+  if (fstat(target->get(), &tgt_st) != 0) {
+    return Finish(kMethod, peer, ErrnoStatus(errno, "fstat target"), details);
+  }
+  if (S_ISDIR(tgt_st.st_mode) != is_dir || (!is_dir && !S_ISREG(tgt_st.st_mode))) {
+    return Finish(
+        kMethod, peer,
+        absl::InvalidArgumentError(absl::StrCat(
+            "target exists as a ", S_ISDIR(tgt_st.st_mode) ? "directory" : "non-directory",
+            " but the source is a ", is_dir ? "directory" : "file")),
+        details);
+  }
+  absl::StatusOr<int> parent_mnt = MountIdOf(parent.get());
+  absl::StatusOr<int> target_mnt = MountIdOf(target->get());
+  if (!parent_mnt.ok() || !target_mnt.ok()) {
+    return Finish(kMethod, peer, parent_mnt.ok() ? target_mnt.status() : parent_mnt.status(),
+                  details);
+  }
+  bool created = false;
+  if (*target_mnt != *parent_mnt) {
+    // Something is mounted there already: the same source is a no-op.
+    if (tgt_st.st_dev != src_st.st_dev || tgt_st.st_ino != src_st.st_ino) {
+      return Finish(kMethod, peer,
+                    absl::FailedPreconditionError(absl::StrCat(
+                        request->target().substr(0, 256),
+                        " already has another mount; release the instance to change it")),
+                    details);
+    }
+  } else {
+    uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (request->read_only()) attrs |= MOUNT_ATTR_RDONLY;
+    if (absl::Status s = BindAt(source->get(), target->get(), true, attrs, false); !s.ok()) {
+      return Finish(kMethod, peer, s, details);
+    }
+    created = true;
+  }
+  // Report the mount now on the target.
+  absl::StatusOr<UniqueFd> now = OpenBeneath(parent.get(), leaf, O_PATH);
+  absl::StatusOr<int> now_mnt = now.ok() ? MountIdOf(now->get()) : now.status();
+  absl::StatusOr<std::vector<MountInfoEntry>> table = ReadSelfMountInfo();
+  if (now_mnt.ok() && table.ok()) {
+    for (const MountInfoEntry& e : *table) {
+      if (e.id == *now_mnt) FillMount(e, response->mutable_mount());
+    }
+  }
+  response->set_created(created);
+  details.emplace_back("created", created ? "true" : "false");
+  return Finish(kMethod, peer, absl::OkStatus(), details);
 }
 
 grpc::Status MountHelperService::GetInstance(grpc::ServerContext* context,
-                                             const v1::GetInstanceRequest*, v1::Instance*) {
-  return NotYet(context, "GetInstance", "instance state");
+                                             const v1::GetInstanceRequest* request,
+                                             v1::Instance* response) {
+  constexpr const char* kMethod = "GetInstance";
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  const Peer& peer = **caller;
+  Details details = {{"instance", RefName(request->instance())}};
+  if (peer.kind() == PeerKind::kUnknown) {
+    return Finish(kMethod, peer,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "only operators and pods may inspect instances: ", peer.unknown_reason())),
+                  details, true);
+  }
+  const v1::InstanceRef& ref = request->instance();
+  if (absl::Status s = CheckInstanceNames(ref.namespace_(), ref.name()); !s.ok()) {
+    return Finish(kMethod, peer, s, details);
+  }
+  absl::StatusOr<std::pair<UniqueFd, std::string>> base = OpenBase(config_);
+  if (!base.ok()) return Finish(kMethod, peer, base.status(), details);
+  InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
+  absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
+  if (peer.kind() == PeerKind::kPod) {
+    absl::StatusOr<bool> mounted = false;
+    if (instance.ok()) {
+      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
+      mounted = ids.ok() ? PodHasMounted(peer, *ids) : ids.status();
+    }
+    if (!instance.ok() || !mounted.ok() || !*mounted) {
+      return Finish(kMethod, peer,
+                    absl::PermissionDeniedError(absl::StrCat(
+                        "pod ", peer.pod()->pod_uid, " has not mounted instance ", RefName(ref))),
+                    details, true);
+    }
+  }
+  absl::StatusOr<InstanceView> view = CurrentView(layout);
+  if (!view.ok()) return Finish(kMethod, peer, view.status(), details);
+  if (!instance.ok() && view->mounts.empty()) {
+    return Finish(kMethod, peer,
+                  absl::NotFoundError(absl::StrCat("no instance ", RefName(ref), " on this node")),
+                  details);
+  }
+  FillInstance(layout, *view, response);
+  details.emplace_back("state", InstanceStatusName(view->status));
+  return Finish(kMethod, peer, absl::OkStatus(), details);
 }
 
 grpc::Status MountHelperService::ListInstances(grpc::ServerContext* context,
                                                const v1::ListInstancesRequest*,
-                                               v1::ListInstancesResponse*) {
-  return NotYet(context, "ListInstances", "instance state");
+                                               v1::ListInstancesResponse* response) {
+  constexpr const char* kMethod = "ListInstances";
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  const Peer& peer = **caller;
+  if (peer.kind() == PeerKind::kUnknown) {
+    return Finish(kMethod, peer,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "only operators and pods may list instances: ", peer.unknown_reason())),
+                  {}, true);
+  }
+  absl::StatusOr<std::pair<UniqueFd, std::string>> base = OpenBase(config_);
+  if (!base.ok()) return Finish(kMethod, peer, base.status());
+  absl::StatusOr<std::vector<MountInfoEntry>> table = ReadSelfMountInfo();
+  if (!table.ok()) return Finish(kMethod, peer, table.status());
+  for (const auto& [ns, name] : InstancesInTable(*table, base->second)) {
+    InstanceLayout layout = LayoutFor(base->second, ns, name);
+    if (peer.kind() == PeerKind::kPod) {
+      absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
+      if (!instance.ok()) continue;
+      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
+      if (!ids.ok()) continue;
+      absl::StatusOr<bool> mounted = PodHasMounted(peer, *ids);
+      if (!mounted.ok() || !*mounted) continue;
+    }
+    FillInstance(layout, DeriveInstance(*table, layout.rootfs), response->add_instances());
+  }
+  return Finish(kMethod, peer, absl::OkStatus(),
+                {{"count", absl::StrCat(response->instances_size())}});
 }
 
 grpc::Status MountHelperService::CheckRootfs(grpc::ServerContext* context,
-                                             const v1::CheckRootfsRequest*,
-                                             v1::CheckRootfsResponse*) {
-  return NotYet(context, "CheckRootfs", "rootfs readiness");
+                                             const v1::CheckRootfsRequest* request,
+                                             v1::CheckRootfsResponse* response) {
+  constexpr const char* kMethod = "CheckRootfs";
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  const Peer& peer = **caller;
+  if (peer.kind() == PeerKind::kUnknown) {
+    return Finish(kMethod, peer,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "only operators and pods may check a rootfs: ", peer.unknown_reason())),
+                  {}, true);
+  }
+  absl::StatusOr<std::pair<UniqueFd, std::string>> base = OpenBase(config_);
+  if (!base.ok()) return Finish(kMethod, peer, base.status());
+  absl::StatusOr<std::vector<MountInfoEntry>> table = ReadSelfMountInfo();
+  if (!table.ok()) return Finish(kMethod, peer, table.status());
+
+  if (peer.is_operator()) {
+    const v1::InstanceRef& ref = request->instance();
+    Details details = {{"instance", RefName(ref)}};
+    if (absl::Status s = CheckInstanceNames(ref.namespace_(), ref.name()); !s.ok()) {
+      return Finish(kMethod, peer, s, details);
+    }
+    InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
+    InstanceView view = DeriveInstance(*table, layout.rootfs);
+    response->set_ready(view.status == InstanceStatus::kReady);
+    if (view.status == InstanceStatus::kReady) {
+      *response->mutable_instance() = ref;
+    } else {
+      response->set_reason(
+          absl::StrCat("instance ", RefName(ref), " is ", InstanceStatusName(view.status)));
+    }
+    details.emplace_back("ready", response->ready() ? "true" : "false");
+    return Finish(kMethod, peer, absl::OkStatus(), details);
+  }
+
+  std::string path = request->rootfs_path();
+  if (path.empty()) path = config_.pod_rootfs_path;
+  if (path.empty()) path = kDefaultPodRootfsPath;
+  Details details = {{"rootfs_path", path.substr(0, 512)}};
+  if (absl::Status s = CheckRequestPath(path, true, "rootfs_path"); !s.ok()) {
+    return Finish(kMethod, peer, s, details);
+  }
+  UniqueFd root(openat(peer.proc_dir(), "root", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return Finish(kMethod, peer, ErrnoStatus(errno, "open /proc/<peer>/root"), details);
+  absl::StatusOr<UniqueFd> seen = OpenBeneath(root.get(), path, O_PATH | O_DIRECTORY);
+  if (!seen.ok()) {
+    response->set_ready(false);
+    response->set_reason(
+        absl::StrCat(path, " cannot be opened in the pod: ", seen.status().message()));
+    return Finish(kMethod, peer, absl::OkStatus(), details);
+  }
+  absl::StatusOr<Identity> seen_id = IdentityOf(seen->get());
+  if (!seen_id.ok()) return Finish(kMethod, peer, seen_id.status(), details);
+  if (absl::Status alive = peer.CheckAlive(); !alive.ok()) {
+    return Finish(kMethod, peer, alive, details);
+  }
+  response->set_ready(false);
+  response->set_reason(absl::StrCat(path, " is not the rootfs of a prepared instance (yet)"));
+  for (const auto& [ns, name] : InstancesInTable(*table, base->second)) {
+    InstanceLayout layout = LayoutFor(base->second, ns, name);
+    absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
+    if (!instance.ok()) continue;
+    absl::StatusOr<UniqueFd> rootfs = OpenBeneath(instance->get(), "rootfs", O_PATH | O_DIRECTORY);
+    if (!rootfs.ok()) continue;
+    absl::StatusOr<Identity> id = IdentityOf(rootfs->get());
+    if (!id.ok() || !(*id == *seen_id)) continue;
+    InstanceView view = DeriveInstance(*table, layout.rootfs);
+    response->mutable_instance()->set_namespace_(ns);
+    response->mutable_instance()->set_name(name);
+    details.emplace_back("instance", absl::StrCat(ns, "/", name));
+    if (view.status == InstanceStatus::kReady) {
+      response->set_ready(true);
+      response->clear_reason();
+    } else {
+      response->set_reason(absl::StrCat(path, " is instance ", ns, "/", name, ", which is ",
+                                        InstanceStatusName(view.status)));
+    }
+    break;
+  }
+  details.emplace_back("ready", response->ready() ? "true" : "false");
+  return Finish(kMethod, peer, absl::OkStatus(), details);
 }
 
 }  // namespace sc

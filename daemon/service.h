@@ -2,6 +2,7 @@
 #define DAEMON_SERVICE_H_
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,6 +66,9 @@ class MountHelperService final : public v1::MountHelper::Service {
   const DaemonConfig& config_;
   PeerRegistry* const peers_;
   AuditLog* const audit_;
+  // Serializes every change to instance mounts (prepare, bind, release): the
+  // mount table is read, decided on and changed as one step.
+  std::mutex rootfs_mu_;
 };
 
 }  // namespace sc

@@ -18,6 +18,13 @@ inline int PidfdSendSignal(int pidfd, int sig, siginfo_t* info, unsigned int fla
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, info, flags));
 }
 
+// openat2(2) (Linux 5.6); glibc 2.36 has no wrapper. `how` is a struct
+// open_how from <linux/openat2.h>.
+template <typename OpenHow>
+inline int Openat2(int dirfd, const char* path, OpenHow* how) {
+  return static_cast<int>(syscall(SYS_openat2, dirfd, path, how, sizeof(*how)));
+}
+
 }  // namespace sc
 
 #endif  // DAEMON_SYSCALLS_H_

@@ -1,0 +1,157 @@
+#include "daemon/mounts.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "common/unique_fd.h"
+#include "daemon/fs_util.h"
+#include "daemon/paths.h"
+
+namespace sc {
+namespace {
+
+// The fs context keeps the kernel's reason for a failed fsconfig; it is far
+// more useful in a message than the bare errno ("overlayfs: failed to ...").
+std::string ContextLog(int fs_fd) {
+  std::string log;
+  char buf[512];
+  for (int i = 0; i < 8; ++i) {
+    ssize_t n = read(fs_fd, buf, sizeof(buf) - 1);
+    if (n <= 0) break;
+    if (!log.empty()) log += "; ";
+    log.append(buf, static_cast<size_t>(n));
+    while (!log.empty() && log.back() == '\n') log.pop_back();
+  }
+  return log;
+}
+
+absl::Status FsError(int err, int fs_fd, absl::string_view what) {
+  std::string log = ContextLog(fs_fd);
+  return ErrnoStatus(err, log.empty() ? std::string(what) : absl::StrCat(what, " [", log, "]"));
+}
+
+absl::Status Attach(int mount_fd, int target_fd, absl::string_view what) {
+  if (move_mount(mount_fd, "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) !=
+      0) {
+    return ErrnoStatus(errno, absl::StrCat("move_mount(", what, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CreateAndAttach(int fs_fd, uint64_t attrs, int target_fd, absl::string_view what) {
+  if (fsconfig(fs_fd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    return FsError(errno, fs_fd, absl::StrCat("create ", what));
+  }
+  UniqueFd mnt(fsmount(fs_fd, FSMOUNT_CLOEXEC, static_cast<unsigned int>(attrs)));
+  if (!mnt) return FsError(errno, fs_fd, absl::StrCat("fsmount(", what, ")"));
+  // Until attached, the mount is detached and vanishes with its fd.
+  return Attach(mnt.get(), target_fd, what);
+}
+
+}  // namespace
+
+absl::Status MountOverlayAt(const std::vector<int>& lower_fds, int upper_fd, int work_fd,
+                            int target_fd) {
+  UniqueFd fs(fsopen("overlay", FSOPEN_CLOEXEC));
+  if (!fs) return ErrnoStatus(errno, "fsopen(overlay)");
+  for (int fd : lower_fds) {
+    if (fsconfig(fs.get(), FSCONFIG_SET_FD, "lowerdir+", nullptr, fd) != 0) {
+      int err = errno;
+      absl::Status status = FsError(err, fs.get(), "overlay lowerdir+ by fd");
+      if (err == EINVAL || err == EOPNOTSUPP) {
+        // Layers by fd arrived in Linux 6.13 (lowerdir+ in 6.8). Passing
+        // strings instead would either be resolved again or show up in
+        // mountinfo as /proc/self/fd/N, losing the state, so refuse.
+        return absl::FailedPreconditionError(
+            absl::StrCat(status.message(),
+                         " (this kernel's overlayfs cannot take layers as file descriptors; "
+                         "Linux 6.13 or later is required)"));
+      }
+      return status;
+    }
+  }
+  if (fsconfig(fs.get(), FSCONFIG_SET_FD, "upperdir", nullptr, upper_fd) != 0) {
+    return FsError(errno, fs.get(), "overlay upperdir by fd");
+  }
+  if (fsconfig(fs.get(), FSCONFIG_SET_FD, "workdir", nullptr, work_fd) != 0) {
+    return FsError(errno, fs.get(), "overlay workdir by fd");
+  }
+  return CreateAndAttach(fs.get(), 0, target_fd, "overlay");
+}
+
+absl::Status MountNewAt(const char* fstype, const std::vector<FsOption>& options, uint64_t attrs,
+                        int target_fd) {
+  UniqueFd fs(fsopen(fstype, FSOPEN_CLOEXEC));
+  if (!fs) return ErrnoStatus(errno, absl::StrCat("fsopen(", fstype, ")"));
+  for (const FsOption& option : options) {
+    int rc =
+        option.value.empty()
+            ? fsconfig(fs.get(), FSCONFIG_SET_FLAG, option.key.c_str(), nullptr, 0)
+            : fsconfig(fs.get(), FSCONFIG_SET_STRING, option.key.c_str(), option.value.c_str(), 0);
+    if (rc != 0) {
+      return FsError(errno, fs.get(),
+                     absl::StrCat(fstype, " option ", option.key, option.value.empty() ? "" : "=",
+                                  option.value));
+    }
+  }
+  return CreateAndAttach(fs.get(), attrs, target_fd, fstype);
+}
+
+absl::Status SetPropagation(int mount_fd, uint64_t propagation, bool recursive) {
+  struct mount_attr attr {};
+  attr.propagation = propagation;
+  unsigned int flags = AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0);
+  if (mount_setattr(mount_fd, "", flags, &attr, sizeof(attr)) != 0) {
+    return ErrnoStatus(errno, "mount_setattr(propagation)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BindAt(int source_fd, int target_fd, bool recursive, uint64_t attrs, bool slave) {
+  unsigned int flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH;
+  if (recursive) flags |= AT_RECURSIVE;
+  UniqueFd tree(open_tree(source_fd, "", flags));
+  if (!tree) return ErrnoStatus(errno, "open_tree(OPEN_TREE_CLONE)");
+  // Attributes are set while the tree is detached, so it is never visible
+  // writable or with the source's propagation.
+  struct mount_attr attr {};
+  attr.attr_set = attrs;
+  if (slave) attr.propagation = MS_SLAVE;
+  if (attrs != 0 || slave) {
+    unsigned int set_flags = AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0);
+    if (mount_setattr(tree.get(), "", set_flags, &attr, sizeof(attr)) != 0) {
+      return ErrnoStatus(errno, "mount_setattr(detached bind)");
+    }
+  }
+  return Attach(tree.get(), target_fd, "bind");
+}
+
+absl::Status UnmountAt(int parent_fd, const std::string& name, int expected_id, bool* lazily) {
+  *lazily = false;
+  struct statx stx {};
+  if (statx(parent_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("statx ", name));
+  }
+  if (static_cast<int>(stx.stx_mnt_id) != expected_id) {
+    return absl::AbortedError(absl::StrCat("the mount on ", name, " is ", stx.stx_mnt_id,
+                                           ", not the expected ", expected_id,
+                                           " (the mount table changed; retry)"));
+  }
+  // The parent is pinned by fd, the last component is a mount point (which
+  // cannot be renamed or replaced while mounted) and is not followed.
+  std::string path = absl::StrCat(FdPath(parent_fd), "/", name);
+  if (umount2(path.c_str(), UMOUNT_NOFOLLOW) == 0) return absl::OkStatus();
+  if (errno != EBUSY) return ErrnoStatus(errno, absl::StrCat("umount ", name));
+  if (umount2(path.c_str(), UMOUNT_NOFOLLOW | MNT_DETACH) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("umount(MNT_DETACH) ", name));
+  }
+  *lazily = true;
+  return absl::OkStatus();
+}
+
+}  // namespace sc

@@ -1,0 +1,57 @@
+#ifndef DAEMON_MOUNTS_H_
+#define DAEMON_MOUNTS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace sc {
+
+// Mounting, always onto an fd resolved beforehand (paths.h), never onto a
+// path string resolved again.
+//
+// Raw syscalls of the new mount API, not libmount: libmount 2.38's contexts
+// take path strings that are looked up again (following symlinks), it cannot
+// hand overlayfs its layers as fds (fsconfig FSCONFIG_SET_FD), attach a mount
+// to an fd (move_mount MOVE_MOUNT_T_EMPTY_PATH) or set attributes on a
+// detached tree (mount_setattr). libmount is used to read mount tables
+// (mountinfo.h).
+
+struct FsOption {
+  std::string key;
+  std::string value;  // "" sets a flag option
+};
+
+// overlayfs of `lower_fds` (top-most first) with `upper_fd` and `work_fd`,
+// all given as fds (fsconfig FSCONFIG_SET_FD "lowerdir+", "upperdir",
+// "workdir"), attached at `target_fd`. The kernel then prints the layers'
+// real paths in mountinfo, which is what instance state is derived from.
+absl::Status MountOverlayAt(const std::vector<int>& lower_fds, int upper_fd, int work_fd,
+                            int target_fd);
+
+// A new instance of `fstype` (proc, devpts, tmpfs...) with `options` and the
+// MOUNT_ATTR_* `attrs`, attached at `target_fd`.
+absl::Status MountNewAt(const char* fstype, const std::vector<FsOption>& options, uint64_t attrs,
+                        int target_fd);
+
+// Binds the object `source_fd` is (an O_PATH fd) at `target_fd`: a detached
+// clone (open_tree), given `attrs` (MOUNT_ATTR_*) and, when `slave`, slave
+// propagation while still detached, then attached.
+absl::Status BindAt(int source_fd, int target_fd, bool recursive, uint64_t attrs, bool slave);
+
+// Changes the propagation (MS_SHARED, MS_SLAVE, MS_PRIVATE) of the mount
+// `mount_fd` is the root of.
+absl::Status SetPropagation(int mount_fd, uint64_t propagation, bool recursive);
+
+// Unmounts the mount on `name` in directory `parent_fd` (the directory's own
+// mount), after checking that the top-most mount there has the kernel id
+// `expected_id`. A busy mount is detached lazily (MNT_DETACH) as a last
+// resort, which sets *lazily = true.
+absl::Status UnmountAt(int parent_fd, const std::string& name, int expected_id, bool* lazily);
+
+}  // namespace sc
+
+#endif  // DAEMON_MOUNTS_H_

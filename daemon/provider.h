@@ -1,0 +1,63 @@
+#ifndef DAEMON_PROVIDER_H_
+#define DAEMON_PROVIDER_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/unique_fd.h"
+#include "daemon/mountinfo.h"
+#include "daemon/overlay.h"
+
+namespace sc {
+
+// True when a NUL-separated environment block (/proc/<pid>/environ) holds the
+// entry ROOTFS_MARKER=true exactly.
+bool EnvironHasRootfsMarker(absl::string_view environ);
+
+// The overlay a process's root stands on, from its own mountinfo (where its
+// root is "/"): the top-most mount on "/", when it is an overlay whose root
+// is the overlay's root. nullopt when the root is something else.
+absl::StatusOr<std::optional<OverlayLayers>> RootOverlayOf(
+    const std::vector<MountInfoEntry>& table);
+
+// The rootfs container of a pod, found and pinned.
+struct ProviderProcess {
+  pid_t pid = 0;
+  UniqueFd pidfd;
+  UniqueFd proc_dir;  // /proc/<pid>, verified against the pidfd
+};
+
+// Scans /proc once for a process whose cgroup names `pod_uid` and whose
+// environment holds ROOTFS_MARKER=true. NOT_FOUND when there is none.
+absl::StatusOr<ProviderProcess> FindProvider(absl::string_view pod_uid);
+
+// FindProvider until it succeeds, `wait` runs out (DEADLINE_EXCEEDED) or
+// `cancelled` says so (CANCELLED).
+absl::StatusOr<ProviderProcess> WaitForProvider(absl::string_view pod_uid, absl::Duration wait,
+                                                const std::function<bool()>& cancelled);
+
+// The lower layers of a provider, opened (O_PATH directories):
+//   * its root is an overlay: that overlay's lower directories, as the kernel
+//     recorded them, opened without following symlinks. Its upper directory
+//     is left out on purpose: it is the container's private, live writable
+//     layer (runtime-made mount points, whatever it wrote since it started),
+//     not part of the image, and overlayfs' behaviour is undefined when a
+//     lower layer changes under a mounted overlay;
+//   * otherwise its root directory itself (/proc/<pid>/root).
+struct ProviderLayers {
+  std::vector<UniqueFd> fds;
+  std::vector<std::string> described;  // for the audit log and messages
+  bool from_overlay = false;
+};
+absl::StatusOr<ProviderLayers> OpenProviderLayers(const ProviderProcess& provider);
+
+}  // namespace sc
+
+#endif  // DAEMON_PROVIDER_H_
