@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Writes sc-mount-helper.json, the daemon's seccomp profile, from
+observed-syscalls.txt (what strace saw the daemon do; see README.md,
+"Seccomp profile") plus the groups below, which name what the daemon needs
+but the test suite did not exercise yet (error paths, the rootfs and exec
+code paths, the container runtime's last steps). Every syscall is allowed
+once, in the first group that names it; everything else fails with EPERM
+(not a kill: a refused call surfaces as an errno in the daemon's status and
+audit log, which is debuggable). Only the native 64-bit ABIs are listed, so
+32-bit (int 0x80 / compat) syscalls are refused outright.
+
+Usage: generate.py            rewrite sc-mount-helper.json next to this file
+       generate.py --check    exit 1 if the file is not what this would write
+"""
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+GROUPS = [
+    ("observed", "Seen by strace -f -ff of the daemon (and its children up to execve) "
+     "during the integration suite; deploy/seccomp/observed-syscalls.txt.", None),
+    ("runtime", "glibc, gRPC, abseil and spdlog calls on paths the suite did not hit "
+     "(signals, errors, timers, log rotation).", """
+     rt_sigreturn sigaltstack restart_syscall nanosleep clock_gettime clock_getres
+     gettimeofday getppid getuid geteuid getgid getegid getresuid getresgid getpgid
+     getsid sched_getaffinity sysinfo readlink readlinkat fstat statx fstatfs statfs
+     dup dup2 dup3 pipe2 epoll_pwait epoll_pwait2 ppoll writev readv sendto recvfrom
+     sendmmsg recvmmsg socketpair getpeername tgkill tkill kill mremap fsync fdatasync
+     rename renameat renameat2 getcwd getdents64 faccessat faccessat2 openat2
+     close_range timerfd_create timerfd_settime timerfd_gettime eventfd2 fallocate
+     sched_setscheduler sched_get_priority_max sched_get_priority_min membarrier
+     """),
+    ("rootfs", "Overlay, proc/sysfs/devpts/tmpfs and bind mounts of instances, fd-based "
+     "path resolution, instance directories, provider lookup through pidfds.", """
+     mount umount2 open_tree move_mount fsopen fsconfig fsmount fspick mount_setattr
+     mkdirat unlinkat rmdir fchownat fchown fchmodat fchmod utimensat pidfd_open
+     waitid wait4 setns
+     """),
+    ("exec-child", "The daemon's child between fork and execve of the workload: join the "
+     "peer's namespaces and cgroup, pty, chroot, drop privileges, load the workload's "
+     "own (stricter) filter, execve.", """
+     clone vfork chroot chdir fchdir setsid setpgid capget capset setgroups setresuid
+     setresgid setuid setgid setfsuid setfsgid seccomp execve execveat
+     """),
+    ("container-runtime", "What runc does after loading this profile and before it "
+     "execve()s the daemon (with allowPrivilegeEscalation the profile is loaded before "
+     "capabilities and ids are set).", """
+     getdents64 newfstatat fstat openat2 close_range capget capset setgroups setresuid
+     setresgid prctl chdir execve
+     """),
+]
+
+# Never allowed, whatever a trace shows: the daemon has no business with
+# them, and each is a known container-escape or kernel-attack surface. The
+# tests fail if the profile allows any of these.
+FORBIDDEN = """
+bpf perf_event_open kexec_load kexec_file_load init_module finit_module delete_module
+create_module ptrace process_vm_readv process_vm_writev keyctl add_key request_key
+userfaultfd swapon swapoff reboot settimeofday clock_settime clock_adjtime adjtimex acct
+quotactl quotactl_fd pivot_root iopl ioperm open_by_handle_at name_to_handle_at
+lookup_dcookie syslog mknod mknodat unshare personality uselib nfsservctl vhangup kcmp
+io_uring_setup io_uring_enter io_uring_register fanotify_init pidfd_getfd sethostname
+setdomainname
+""".split()
+
+
+def observed():
+    with open(os.path.join(HERE, "observed-syscalls.txt")) as f:
+        return [line.split()[1] for line in f if line.strip() and not line.startswith("#")]
+
+
+def profile():
+    seen = set()
+    rules = []
+    for name, comment, text in GROUPS:
+        names = observed() if text is None else text.split()
+        fresh = sorted(n for n in dict.fromkeys(names) if n not in seen)
+        bad = [n for n in fresh if n in FORBIDDEN]
+        if bad:
+            sys.exit(f"group {name} would allow forbidden syscalls: {bad}")
+        seen.update(fresh)
+        if fresh:
+            rules.append({"names": fresh, "action": "SCMP_ACT_ALLOW", "comment": f"{name}: {comment}"})
+    return {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+        "syscalls": rules,
+    }
+
+
+def main():
+    text = json.dumps(profile(), indent=2) + "\n"
+    target = os.path.join(HERE, "sc-mount-helper.json")
+    if "--check" in sys.argv:
+        with open(target) as f:
+            if f.read() != text:
+                sys.exit("sc-mount-helper.json is stale: run deploy/seccomp/generate.py")
+        return
+    with open(target, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

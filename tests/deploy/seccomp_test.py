@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""ctest "deploy_seccomp": the daemon's seccomp profile (deploy/seccomp/).
+
+1. sc-mount-helper.json is what generate.py writes (no hand edits drifting
+   from the documented derivation) and allows none of the forbidden calls.
+2. Differential run: the real daemon is started twice, unconfined and under
+   the profile (loaded with libseccomp, as runc does), and the same calls are
+   made to both with the real sc-exec and sc-test-client. Every call must end
+   the same way (exit status and gRPC code), and SIGTERM must stop both the
+   same way. A negative control (the profile without bind) must break the
+   daemon, proving the filter is really applied.
+3. Coverage: the integration suite runs under strace -f -ff; every syscall
+   the daemon (and its children up to execve) made must be allowed. This is
+   the check that fails when new daemon code needs a syscall the profile
+   lacks: re-derive with deploy/seccomp/strace_syscalls.py (README.md).
+
+Usage: seccomp_test.py --daemon BIN --sc-exec BIN --client BIN [--integration BIN]
+Exit 77 (skipped) when not root, unless CI=true.
+"""
+import argparse
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SECCOMP_DIR = os.path.join(ROOT, "deploy", "seccomp")
+PROFILE = os.path.join(SECCOMP_DIR, "sc-mount-helper.json")
+sys.path.insert(0, SECCOMP_DIR)
+import generate  # noqa: E402
+
+failures = []
+
+
+def report(ok, line):
+    print(("PASS " if ok else "FAIL ") + line, flush=True)
+    if not ok:
+        failures.append(line)
+
+
+def allowed_names(profile):
+    return {n for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" for n in rule["names"]}
+
+
+class Daemon:
+    """The real daemon in a temp dir, optionally under a seccomp profile."""
+
+    def __init__(self, args, tmp, profile=None):
+        self.socket = os.path.join(tmp, "mount-helper.sock")
+        self.audit = os.path.join(tmp, "audit.jsonl")
+        os.makedirs(os.path.join(tmp, "instances"), exist_ok=True)
+        read_end, write_end = os.pipe()
+        cmd = [args.daemon, f"--socket={self.socket}", f"--audit_log={self.audit}",
+               f"--instance_base={os.path.join(tmp, 'instances')}", "--shutdown_grace=2s",
+               f"--ready_fd={write_end}"]
+        if profile:
+            cmd = [sys.executable, os.path.join(HERE, "seccomp_run.py"), profile, "--"] + cmd
+        self.log = open(os.path.join(tmp, "daemon.log"), "w")
+        self.proc = subprocess.Popen(cmd, pass_fds=[write_end], stdout=self.log, stderr=subprocess.STDOUT)
+        os.close(write_end)
+        self.ready = False
+        deadline = time.monotonic() + 20
+        buf = b""
+        while time.monotonic() < deadline and b"\n" not in buf:
+            r, _, _ = select.select([read_end], [], [], max(0, deadline - time.monotonic()))
+            if not r:
+                break
+            chunk = os.read(read_end, 64)
+            if not chunk:
+                break  # the daemon exited or closed the fd without READY
+            buf += chunk
+        os.close(read_end)
+        self.ready = buf.startswith(b"READY")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+            code = f"timeout (killed, {code})"
+        self.log.close()
+        return code
+
+
+def run(cmd):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return ("timeout", "")
+    first = (p.stderr.strip().split() or [""])[0].rstrip(":")
+    return (p.returncode, first if p.returncode else "")
+
+
+def calls(args, socket):
+    c = args.client
+    return [
+        ("sc-exec --health", [args.sc_exec, "--health", "--socket", socket]),
+        ("sc-exec --whoami", [args.sc_exec, "--whoami", "--socket", socket]),
+        ("sc-exec CMD (no rootfs)", [args.sc_exec, "--socket", socket, "--", "/bin/true"]),
+        ("Health", [c, socket, "Health", ""]),
+        ("WhoAmI", [c, socket, "WhoAmI", ""]),
+        ("ListInstances", [c, socket, "ListInstances", ""]),
+        ("CheckRootfs", [c, socket, "CheckRootfs", 'instance { namespace: "sc-test" name: "seccomp" }']),
+        ("GetInstance", [c, socket, "GetInstance", 'instance { namespace: "sc-test" name: "seccomp" }']),
+        ("GetInstance (invalid name)", [c, socket, "GetInstance", 'instance { namespace: "../x" name: "y" }']),
+        ("ReleaseRootfs", [c, socket, "ReleaseRootfs", 'instance { namespace: "sc-test" name: "seccomp" }']),
+        ("PrepareRootfs (bad layers)", [c, socket, "PrepareRootfs",
+                                        'instance { namespace: "sc-test" name: "seccomp" } layers { paths: "/nonexistent" }']),
+        ("Exec", [c, socket, "Exec", 'argv: "/bin/true"']),
+    ]
+
+
+def differential(args):
+    results = {}
+    for mode in ("unconfined", "confined"):
+        tmp = tempfile.mkdtemp(prefix=f"sc-test-seccomp-{mode}-")
+        try:
+            d = Daemon(args, tmp, PROFILE if mode == "confined" else None)
+            report(d.ready, f"{mode} daemon reports READY")
+            outcome = {}
+            for name, cmd in calls(args, d.socket):
+                outcome[name] = run(cmd)
+            code = d.stop()
+            outcome["SIGTERM exit"] = (code, "")
+            outcome["socket removed"] = (not os.path.exists(d.socket), "")
+            outcome["audit log written"] = (os.path.exists(d.audit) and os.path.getsize(d.audit) > 0, "")
+            results[mode] = outcome
+            if mode == "confined" and failures:
+                with open(os.path.join(tmp, "daemon.log")) as f:
+                    print(f.read()[-3000:])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    u, c = results["unconfined"], results["confined"]
+    report(u["sc-exec --health"][0] == 0, "unconfined daemon is healthy (the comparison means something)")
+    for name in u:
+        report(u[name] == c[name], f"under the profile: {name}: {c[name]} (unconfined: {u[name]})")
+
+
+def negative_control(args):
+    with open(PROFILE) as f:
+        profile = json.load(f)
+    for rule in profile["syscalls"]:
+        rule["names"] = [n for n in rule["names"] if n != "bind"]
+    tmp = tempfile.mkdtemp(prefix="sc-test-seccomp-negative-")
+    try:
+        broken = os.path.join(tmp, "no-bind.json")
+        with open(broken, "w") as f:
+            json.dump(profile, f)
+        d = Daemon(args, tmp, broken)
+        health = run([args.sc_exec, "--health", "--socket", d.socket])
+        d.stop()
+        report(not d.ready and health[0] != 0,
+               f"negative control: without bind(2) the daemon cannot serve (ready={d.ready}, health={health})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def coverage(args, ci):
+    if not args.integration:
+        report(not ci, "coverage: no --integration binary given")
+        return
+    if shutil.which("strace") is None:
+        report(not ci, "coverage: strace is not installed (apt-get install strace)")
+        return
+    tmp = tempfile.mkdtemp(prefix="sc-test-seccomp-strace-")
+    try:
+        trace_dir = os.path.join(tmp, "trace")
+        os.mkdir(trace_dir)
+        env = dict(os.environ)
+        env.pop("CI", None)  # timing-sensitive cases may fail under strace; we only want the trace
+        subprocess.run(["strace", "-f", "-ff", "-qq", "-o", os.path.join(trace_dir, "t"), args.integration],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900, env=env)
+        p = subprocess.run([sys.executable, os.path.join(SECCOMP_DIR, "strace_syscalls.py"), trace_dir],
+                           capture_output=True, text=True, check=True)
+        seen = {line.split()[1] for line in p.stdout.splitlines() if line.strip()}
+        print("coverage: " + p.stderr.strip())
+        report(len(seen) > 20, f"coverage: the trace holds daemon runs ({len(seen)} distinct syscalls)")
+        with open(PROFILE) as f:
+            missing = sorted(seen - allowed_names(json.load(f)))
+        report(not missing, "coverage: every syscall the daemon made under the integration suite is allowed"
+               + (f"; missing: {' '.join(missing)} (re-derive: see deploy/README.md)" if missing else ""))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--daemon", required=True)
+    ap.add_argument("--sc-exec", required=True, dest="sc_exec")
+    ap.add_argument("--client", required=True)
+    ap.add_argument("--integration")
+    args = ap.parse_args()
+    ci = os.environ.get("CI") == "true"
+
+    expected = json.dumps(generate.profile(), indent=2) + "\n"
+    with open(PROFILE) as f:
+        report(f.read() == expected, "sc-mount-helper.json is exactly what deploy/seccomp/generate.py writes")
+    with open(PROFILE) as f:
+        profile = json.load(f)
+    bad = sorted(allowed_names(profile) & set(generate.FORBIDDEN))
+    report(not bad, "no forbidden syscall is allowed" + (f": {bad}" if bad else ""))
+    report(profile["defaultAction"] == "SCMP_ACT_ERRNO", "default action is SCMP_ACT_ERRNO")
+    report("SCMP_ARCH_X86" not in profile["architectures"] and "SCMP_ARCH_X32" not in profile["architectures"],
+           "32-bit syscall ABIs are not allowed")
+
+    if os.geteuid() != 0:
+        if ci:
+            report(False, "needs root (CI=true)")
+        else:
+            print("SKIP the daemon runs need root")
+            return 77 if not failures else 1
+    else:
+        differential(args)
+        negative_control(args)
+        coverage(args, ci)
+    print(f"{len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
