@@ -432,6 +432,9 @@ export function checkWorkloads(objects, daemonObjects) {
     }
     checkMountsHostToContainer(p, vols, f, "P3");
     checkSocketAccess(p, provider, vols, daemonSocket, socketGroup, f, "P4");
+    const ready = execProbeArgv(provider.readinessProbe);
+    if (!ready || !isScExec(ready[0]) || flagValue(ready, "provide") !== instance || !ready.includes("--ready"))
+      f("P2", `${p.metadata.name}: readinessProbe must exec sc-exec --provide ${instance} --ready`);
   }
 
   for (const p of consumers) {

@@ -107,6 +107,9 @@ const mutations = [
   ["deploy/examples", "P2", "provider loses ROOTFS_MARKER", (o) => {
     provider(o).spec.containers[0].env = [];
   }],
+  ["deploy/examples", "P2", "provider readiness probes another instance", (o) => {
+    provider(o).spec.containers[1].readinessProbe.exec.command[2] = "other/instance";
+  }],
   ["deploy/examples", "P3", "provider mounts another instance", (o) => {
     provider(o).spec.volumes.find((v) => v.name === "instance").hostPath.path =
       "/var/lib/stoppablecontainer/other/instance";
