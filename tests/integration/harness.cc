@@ -481,6 +481,7 @@ SimulatedPod::SimulatedPod(PodOptions options) : options_(std::move(options)) {
       pod_root_};
   for (const std::string& b : options_.binds) argv.push_back("--bind=" + b);
   for (const std::string& e : options_.init_env) argv.push_back("--env=" + e);
+  if (!options_.root_lower.empty()) argv.push_back("--root_lower=" + options_.root_lower);
   for (const std::string& p : procs_files) argv.push_back("--cgroup=" + p);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -579,10 +580,21 @@ bool JoinCgroups(const std::vector<std::string>& procs_files) {
 // Builds the pod's root: a tmpfs holding binds of the host's top-level
 // directories (so binaries, the build tree and /tmp are where they are on the
 // host), /rootfs and a /proc of its own, then pivots into it.
-void SetUpPodRoot(const std::string& root, const std::string& rootfs,
-                  const std::vector<std::string>& binds) {
+void SetUpPodRoot(const std::string& pod_root, const std::string& rootfs,
+                  const std::vector<std::string>& binds, const std::string& lower) {
   if (mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) Die("make / rslave");
-  if (mount("tmpfs", root.c_str(), "tmpfs", 0, "mode=0755") != 0) Die("mount tmpfs root");
+  if (mount("tmpfs", pod_root.c_str(), "tmpfs", 0, "mode=0755") != 0) Die("mount tmpfs root");
+  std::string root = pod_root;
+  if (!lower.empty()) {
+    // An overlay root, as a runtime mounts a container's image.
+    for (const char* d : {"/upper", "/work", "/merged"}) {
+      if (mkdir((pod_root + d).c_str(), 0755) != 0) Die("mkdir overlay dirs");
+    }
+    std::string options = "lowerdir=" + lower + ",upperdir=" + pod_root + "/upper,workdir=" +
+                          pod_root + "/work";
+    root = pod_root + "/merged";
+    if (mount("overlay", root.c_str(), "overlay", 0, options.c_str()) != 0) Die("mount overlay");
+  }
   for (const auto& entry : fs::directory_iterator("/")) {
     std::string name = entry.path().filename().string();
     if (name == "proc" || name == "rootfs") continue;
@@ -593,7 +605,7 @@ void SetUpPodRoot(const std::string& root, const std::string& rootfs,
       continue;
     }
     if (!entry.is_directory()) continue;
-    if (mkdir(target.c_str(), 0755) != 0) Die("mkdir in pod root");
+    if (mkdir(target.c_str(), 0755) != 0 && errno != EEXIST) Die("mkdir in pod root");
     if (mount(entry.path().c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
       Die("bind host directory into pod root");
     }
@@ -611,8 +623,8 @@ void SetUpPodRoot(const std::string& root, const std::string& rootfs,
       Die("bind into pod");
     }
   }
-  if (mkdir((root + "/proc").c_str(), 0555) != 0) Die("mkdir /proc");
-  if (mkdir((root + "/rootfs").c_str(), 0755) != 0) Die("mkdir /rootfs");
+  if (mkdir((root + "/proc").c_str(), 0555) != 0 && errno != EEXIST) Die("mkdir /proc");
+  if (mkdir((root + "/rootfs").c_str(), 0755) != 0 && errno != EEXIST) Die("mkdir /rootfs");
   if (rootfs != "-") {
     // Like a hostPath with HostToContainer propagation: rbind, rslave.
     if (mount(rootfs.c_str(), (root + "/rootfs").c_str(), nullptr, MS_BIND | MS_REC, nullptr) !=
@@ -642,8 +654,10 @@ int PodInitMain(int argc, char** argv) {
   std::string rootfs = argv[4];
   std::string pod_root = argv[5];
   std::vector<std::string> binds, env, cgroups;
+  std::string root_lower;
   for (int i = 6; i < argc; ++i) {
     std::string a = argv[i];
+    if (a.rfind("--root_lower=", 0) == 0) root_lower = a.substr(13);
     if (a.rfind("--bind=", 0) == 0) binds.push_back(a.substr(7));
     if (a.rfind("--env=", 0) == 0) env.push_back(a.substr(6));
     if (a.rfind("--cgroup=", 0) == 0) cgroups.push_back(a.substr(9));
@@ -653,7 +667,7 @@ int PodInitMain(int argc, char** argv) {
     Die("unshare");
   }
   if (sethostname(hostname.c_str(), hostname.size()) != 0) Die("sethostname");
-  SetUpPodRoot(pod_root, rootfs, binds);
+  SetUpPodRoot(pod_root, rootfs, binds, root_lower);
   int sync[2];
   if (pipe2(sync, O_CLOEXEC) != 0) Die("pipe2");
   pid_t init = fork();

@@ -125,6 +125,11 @@ struct PodOptions {
   std::vector<std::string> binds;
   // Extra environment for the pod's pid 1 (e.g. "ROOTFS_MARKER=true").
   std::vector<std::string> init_env;
+  // Host directory used as the read-only lower layer of an overlay that is
+  // the pod's root (upper and work on a tmpfs of the pod), the way a runtime
+  // mounts a container's image; the host directories are bound into it as
+  // usual. Empty: the root is a plain tmpfs.
+  std::string root_lower;
 };
 
 class SimulatedPod {
