@@ -4,7 +4,7 @@
 //   sc-mount-helper: each flag name must be listed by --helpfull, and the
 //     invocation's whole argument list followed by --help must parse (absl
 //     checks names and value types, e.g. durations, before --help exits).
-//   sc-exec: each flag must be in the options list of --help, and the
+//   sc-exec: each flag must be in the option lists of --help, and the
 //     invocation's options followed by --help must be accepted (exit 0).
 //
 // Usage: node tests/deploy/check_flags.mjs --sc-exec BIN --daemon BIN
@@ -28,9 +28,12 @@ const run = (bin, args) => spawnSync(bin, args, { encoding: "utf8", timeout: 200
 const helpfull = run(bins["sc-mount-helper"], ["--helpfull"]);
 const daemonFlags = new Set([...`${helpfull.stdout}${helpfull.stderr}`.matchAll(/^\s+--([a-z_0-9]+) \(/gm)].map((m) => m[1]));
 const execHelp = run(bins["sc-exec"], ["--help"]).stdout ?? "";
-const options = execHelp.split(/\n(?=\S)/).find((s) => s.startsWith("Options:")) ?? "";
+// Option lists ("Modes:", "Options:"): indented lines that start with
+// "--flag", "--flag METAVAR" or "--flag, --other".
 const execFlags = new Map(); // flag -> takes a value
-for (const m of options.matchAll(/^\s+(--[a-z][a-z-]*)(?: ([A-Z][A-Z_/]*))?/gm)) execFlags.set(m[1], Boolean(m[2]));
+for (const m of execHelp.matchAll(/^ {2}(--[a-z][a-z-]*(?:, --[a-z][a-z-]*)*)(?: ([A-Z][A-Z_/]*))?/gm)) {
+  for (const flag of m[1].split(", ")) execFlags.set(flag, Boolean(m[2]));
+}
 
 let failed = 0;
 const notAccepted = { "sc-exec": new Set(), "sc-mount-helper": new Set() };

@@ -473,7 +473,12 @@ export function checkWorkloads(objects, daemonObjects) {
     if (!installer || !/sc-exec/.test(argv(installer).join(" ")))
       f("C3", `${p.metadata.name}: no init container installs sc-exec into /.sc-bin`);
     const pathEnv = (workload.env ?? []).find((e) => e.name === "PATH")?.value ?? "";
-    if (!pathEnv.split(":").includes("/.sc-bin")) f("C3", `${p.metadata.name}: PATH must contain /.sc-bin`);
+    const dirs = pathEnv.split(":");
+    if (dirs[0] !== "/.sc-bin") f("C3", `${p.metadata.name}: PATH must start with /.sc-bin`);
+    // sc-exec passes its environment on: the workload in the rootfs needs
+    // the usual directories too.
+    if (!dirs.includes("/bin") || !dirs.includes("/usr/bin"))
+      f("C3", `${p.metadata.name}: PATH lacks /usr/bin and /bin, which the workload needs inside the rootfs`);
   }
   return fail;
 }

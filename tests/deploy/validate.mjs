@@ -93,6 +93,9 @@ const mutations = [
   ["deploy/examples", "C3", "consumer loses /.sc-bin from PATH", (o) => {
     workload(o).env = [];
   }],
+  ["deploy/examples", "C3", "consumer PATH only /.sc-bin (breaks commands in the rootfs)", (o) => {
+    workload(o).env = [{ name: "PATH", value: "/.sc-bin" }];
+  }],
   ["deploy/examples", "C4", "consumer not in the socket group", (o) => {
     consumer(o).spec.securityContext.supplementalGroups = [];
   }],
