@@ -41,13 +41,20 @@ std::string Str(const char* s) { return s ? std::string(s) : std::string(); }
 
 // libmount guesses the format from the first line and would read anything
 // else as an fstab, so check that every line looks like mountinfo first.
-absl::Status CheckLineShapes(absl::string_view text, size_t* lines) {
-  *lines = 0;
+// Also returns each line's superblock options exactly as the kernel printed
+// them: libmount unescapes options, which makes a ',' inside an overlay path
+// (printed as \054) indistinguishable from the option separator.
+absl::Status CheckLineShapes(absl::string_view text, std::vector<std::string>* raw_fs_options) {
   size_t number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++number;
     if (line.empty()) continue;
-    ++*lines;
+    // Fields are escaped by the kernel, so " - " only ever ends the optional
+    // fields; after it come fstype, source and superblock options.
+    size_t sep = line.find(" - ");
+    std::vector<absl::string_view> tail;
+    if (sep != absl::string_view::npos) tail = absl::StrSplit(line.substr(sep + 3), ' ');
+    raw_fs_options->emplace_back(tail.size() >= 3 ? tail[2] : "");
     size_t i = 0;
     for (int field = 0; field < 2; ++field) {
       size_t start = i;
@@ -75,8 +82,9 @@ bool PathAtOrBelow(absl::string_view path, absl::string_view dir) {
 
 absl::StatusOr<std::vector<MountInfoEntry>> ParseMountInfo(absl::string_view text) {
   std::vector<MountInfoEntry> entries;
-  size_t lines = 0;
-  if (absl::Status shapes = CheckLineShapes(text, &lines); !shapes.ok()) return shapes;
+  std::vector<std::string> raw_fs_options;
+  if (absl::Status shapes = CheckLineShapes(text, &raw_fs_options); !shapes.ok()) return shapes;
+  const size_t lines = raw_fs_options.size();
   if (lines == 0) return entries;
 
   // libmount reads a FILE*; a memory stream keeps this function pure.
@@ -107,7 +115,7 @@ absl::StatusOr<std::vector<MountInfoEntry>> ParseMountInfo(absl::string_view tex
     e.optional_fields = Str(mnt_fs_get_optional_fields(fs));
     e.fstype = Str(mnt_fs_get_fstype(fs));
     e.source = Str(mnt_fs_get_source(fs));
-    e.fs_options = Str(mnt_fs_get_fs_options(fs));
+    e.fs_options = entries.size() < lines ? raw_fs_options[entries.size()] : "";
     unsigned long propagation = 0;
     if (mnt_fs_get_propagation(fs, &propagation) == 0) {
       e.shared = (propagation & MS_SHARED) != 0;

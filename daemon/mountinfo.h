@@ -12,8 +12,9 @@
 namespace sc {
 
 // One line of /proc/<pid>/mountinfo, with the kernel's octal escapes (\040...)
-// of root, target and source undone by libmount. Options are kept as the
-// kernel printed them (overlay.h unescapes what it needs).
+// of root, target and source undone by libmount. Superblock options are kept
+// as the kernel printed them, still escaped (overlay.h splits, then
+// unescapes).
 struct MountInfoEntry {
   int id = 0;
   int parent_id = 0;
