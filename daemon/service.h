@@ -1,6 +1,7 @@
 #ifndef DAEMON_SERVICE_H_
 #define DAEMON_SERVICE_H_
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,6 +70,10 @@ class MountHelperService final : public v1::MountHelper::Service {
   // Serializes every change to instance mounts (prepare, bind, release): the
   // mount table is read, decided on and changed as one step.
   std::mutex rootfs_mu_;
+  // Exec sessions running, in total and per pod UID (exec_service.cc).
+  std::mutex exec_mu_;
+  int execs_total_ = 0;
+  std::map<std::string, int> execs_per_pod_;
 };
 
 }  // namespace sc

@@ -1,5 +1,6 @@
 #include "wrapper/cli.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "wrapper/connection.h"
@@ -18,10 +19,39 @@ std::string HelpText() {
   return R"(Usage: sc-exec [OPTIONS] [--] CMD [ARGS...]
        CMD [ARGS...]          (through a symlink CMD -> sc-exec)
 
+       sc-exec --entrypoint [--workdir DIR] [--wait SECONDS] [--] CMD [ARGS...]
+       sc-exec --ready
+
 Runs CMD inside this pod's StoppableContainer rootfs, through the node's
-mount-helper daemon, and exits with CMD's status.
+mount-helper daemon, and exits with CMD's status. CMD is looked up in the
+PATH of the rootfs (the PATH passed along), not in this container's.
+
+What is passed: this process's environment (minus SC_SOCKET and SC_EXEC_*),
+its working directory (or --workdir), its uid/gid as the daemon sees them.
+stdin is copied to CMD byte for byte and EOF closes CMD's stdin; CMD's
+stdout and stderr come back separately. With a terminal on stdin, CMD gets
+a terminal of its own: this one is put in raw mode (restored on exit), its
+size is sent at start and on every SIGWINCH, and stdout/stderr are merged.
+SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to sc-exec are
+forwarded to CMD's process group. If sc-exec dies or is killed, the daemon
+sends CMD SIGHUP and SIGTERM, then SIGKILL after its grace period.
+
+Modes:
+  (default)       run CMD; through a symlink NAME -> sc-exec, runs NAME ARGS
+  --entrypoint    for a container entrypoint: wait (bounded by --wait, a
+                  progress line every 5 s on stderr) until the daemon is
+                  SERVING and the rootfs is ready, then run CMD. As PID 1 it
+                  also reaps orphaned zombies.
+  --ready         readiness probe: exit 0 when the daemon answers and the
+                  rootfs is ready, 123 (reason on stderr) when not ready.
 
 Options:
+  --workdir DIR   working directory inside the rootfs (default: the current
+                  directory; it must exist in the rootfs)
+  --tty, --no-tty force a terminal on or off (default: on when stdin is one)
+  --wait SECONDS  --entrypoint: how long to wait for readiness (default 300)
+  --rootfs PATH   where this pod sees the rootfs (default: the daemon's,
+                  normally /rootfs)
   --socket PATH   the daemon's socket (default $SC_SOCKET, else
                   /run/stoppablecontainer/mount-helper.sock)
   --health        check that the daemon answers and is SERVING
@@ -68,6 +98,31 @@ std::string ParseCommandLine(int argc, char** argv, Options* options) {
       options->mode = Mode::kHealth;
     } else if (arg == "--whoami") {
       options->mode = Mode::kWhoAmI;
+    } else if (arg == "--entrypoint") {
+      options->mode = Mode::kEntrypoint;
+    } else if (arg == "--ready") {
+      options->mode = Mode::kReady;
+    } else if (arg == "--tty") {
+      options->tty = 1;
+    } else if (arg == "--no-tty") {
+      options->tty = 0;
+    } else if (arg == "--workdir" || arg == "--wait" || arg == "--rootfs") {
+      if (++i >= argc) return arg + " needs a value";
+      std::string value = argv[i];
+      if (arg == "--workdir") {
+        if (value.empty() || value[0] != '/') return "--workdir needs an absolute path";
+        options->workdir = value;
+      } else if (arg == "--rootfs") {
+        if (value.empty() || value[0] != '/') return "--rootfs needs an absolute path";
+        options->rootfs_path = value;
+      } else {
+        char* end = nullptr;
+        long v = std::strtol(value.c_str(), &end, 10);
+        if (end == value.c_str() || *end != '\0' || v < 0 || v > 86400) {
+          return "--wait needs a number of seconds (0-86400)";
+        }
+        options->wait_seconds = static_cast<int>(v);
+      }
     } else if (arg == "--socket" || arg.rfind("--socket=", 0) == 0) {
       if (arg == "--socket") {
         if (++i >= argc) return "--socket needs a path";
@@ -80,7 +135,10 @@ std::string ParseCommandLine(int argc, char** argv, Options* options) {
     }
   }
   options->argv.assign(argv + i, argv + argc);
-  if (options->mode == Mode::kRun && options->argv.empty()) return "no command given";
+  if ((options->mode == Mode::kRun || options->mode == Mode::kEntrypoint) &&
+      options->argv.empty()) {
+    return "no command given";
+  }
   return "";
 }
 

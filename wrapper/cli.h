@@ -7,9 +7,11 @@
 namespace sc {
 
 enum class Mode {
-  kRun,     // sc-exec CMD ARGS... (or invoked through a symlink named CMD)
-  kHealth,  // --health: is the daemon SERVING?
-  kWhoAmI,  // --whoami: the identity the daemon sees
+  kRun,         // sc-exec CMD ARGS... (or invoked through a symlink named CMD)
+  kEntrypoint,  // --entrypoint: wait until ready, then run (as PID 1: reap)
+  kReady,       // --ready: readiness probe
+  kHealth,      // --health: is the daemon SERVING?
+  kWhoAmI,      // --whoami: the identity the daemon sees
   kHelp,
   kVersion,
 };
@@ -18,6 +20,10 @@ struct Options {
   Mode mode = Mode::kRun;
   std::string socket_path;
   std::vector<std::string> argv;  // the command to run (kRun)
+  std::string workdir;            // --workdir; "" = the caller's cwd
+  int tty = -1;                   // --tty 1, --no-tty 0, -1 = stdin is a terminal
+  int wait_seconds = 300;         // --wait (entrypoint)
+  std::string rootfs_path;        // --rootfs; "" = the daemon's default
 };
 
 // Parses sc-exec's command line. argv[0]'s base name decides between the

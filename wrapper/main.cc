@@ -1,15 +1,19 @@
 // sc-exec: the static client of the mount-helper. See --help.
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "common/exit_codes.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mounthelper.grpc.pb.h"
 #include "wrapper/cli.h"
 #include "wrapper/connection.h"
+#include "wrapper/signals.h"
+#include "wrapper/stream.h"
 
 namespace {
 
@@ -51,9 +55,90 @@ int CheckHealth(const std::string& path, grpc::Channel* channel) {
   return 0;
 }
 
+// Whether the daemon answers, is SERVING and the rootfs is ready; `reason`
+// says why not. Returns 0 when ready, else the exit code that fits.
+int CheckReady(const sc::Options& options, std::string* reason) {
+  sc::Connection connection = sc::ConnectToDaemon(options.socket_path);
+  if (!connection.channel) {
+    *reason = "cannot reach mount-helper at " + options.socket_path + ": " + connection.error;
+    return sc::kExitUnreachable;
+  }
+  auto health = grpc::health::v1::Health::NewStub(connection.channel);
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status status =
+        health->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
+    if (!status.ok()) {
+      *reason = "mount-helper health check: " + status.error_message();
+      return sc::kExitUnreachable;
+    }
+    if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+      *reason = "mount-helper is not SERVING";
+      return sc::kExitUnreachable;
+    }
+  }
+  auto stub = v1::MountHelper::NewStub(connection.channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  v1::CheckRootfsRequest request;
+  request.set_rootfs_path(options.rootfs_path);
+  v1::CheckRootfsResponse response;
+  grpc::Status status = stub->CheckRootfs(&context, request, &response);
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    // A daemon without CheckRootfs (older than the rootfs issue) cannot say;
+    // Exec itself then reports a missing rootfs.
+    return 0;
+  }
+  if (!status.ok()) {
+    *reason = "CheckRootfs: " + status.error_message();
+    return sc::kExitRefused;
+  }
+  if (!response.ready()) {
+    *reason = "rootfs not ready: " + response.reason();
+    return sc::kExitNotReady;
+  }
+  return 0;
+}
+
+// --entrypoint: waits, bounded, for readiness, with a progress line.
+int WaitUntilReady(const sc::Options& options) {
+  auto started = std::chrono::steady_clock::now();
+  auto deadline = started + std::chrono::seconds(options.wait_seconds);
+  auto next_progress = started;
+  std::string reason;
+  while (true) {
+    int rc = CheckReady(options, &reason);
+    if (rc == 0) return 0;
+    auto now = std::chrono::steady_clock::now();
+    long waited = std::chrono::duration_cast<std::chrono::seconds>(now - started).count();
+    if (now >= deadline) {
+      std::fprintf(stderr, "sc-exec: not ready after %ld s: %s\n", waited, reason.c_str());
+      return sc::kExitNotReady;
+    }
+    if (now >= next_progress) {
+      std::fprintf(stderr, "sc-exec: waiting for the rootfs (%ld/%d s): %s\n", waited,
+                   options.wait_seconds, reason.c_str());
+      next_progress = now + std::chrono::seconds(5);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+// Flushes stdio and exits without running destructors: detached threads
+// (stdin, signals, gRPC's) may still be running.
+[[noreturn]] void Exit(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  _exit(code);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First, before gRPC starts any thread: see signals.h.
+  sc::BlockSignals();
   sc::Options options;
   if (std::string error = sc::ParseCommandLine(argc, argv, &options); !error.empty()) {
     std::fprintf(stderr, "sc-exec: %s\nTry 'sc-exec --help'.\n", error.c_str());
@@ -67,14 +152,23 @@ int main(int argc, char** argv) {
     std::puts("sc-exec " SC_VERSION);
     return 0;
   }
+  if (options.mode == sc::Mode::kReady) {
+    std::string reason;
+    int rc = CheckReady(options, &reason);
+    if (rc != 0) std::fprintf(stderr, "sc-exec: %s\n", reason.c_str());
+    Exit(rc);
+  }
+  if (options.mode == sc::Mode::kEntrypoint) {
+    if (int rc = WaitUntilReady(options); rc != 0) Exit(rc);
+  }
 
   sc::Connection connection = sc::ConnectToDaemon(options.socket_path);
-  if (!connection.channel) return Unreachable(options.socket_path, connection.error);
+  if (!connection.channel) Exit(Unreachable(options.socket_path, connection.error));
 
-  if (int rc = CheckHealth(options.socket_path, connection.channel.get()); rc != 0) return rc;
   if (options.mode == sc::Mode::kHealth) {
-    std::puts("SERVING");
-    return 0;
+    int rc = CheckHealth(options.socket_path, connection.channel.get());
+    if (rc == 0) std::puts("SERVING");
+    Exit(rc);
   }
 
   auto stub = v1::MountHelper::NewStub(connection.channel);
@@ -83,27 +177,24 @@ int main(int argc, char** argv) {
     context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
     v1::PeerIdentity identity;
     grpc::Status status = stub->WhoAmI(&context, v1::WhoAmIRequest(), &identity);
-    if (!status.ok()) return Refused("WhoAmI", status);
+    if (!status.ok()) Exit(Refused("WhoAmI", status));
     std::printf("kind=%s pid=%d uid=%u gid=%u pod_uid=%s container_id=%s qos=%s driver=%s\n",
                 v1::PeerIdentity::Kind_Name(identity.kind()).c_str(), identity.pid(),
                 identity.uid(), identity.gid(), identity.pod_uid().c_str(),
                 identity.container_id().c_str(), identity.qos_class().c_str(),
                 identity.cgroup_driver().c_str());
-    return 0;
+    Exit(0);
   }
 
-  // Running a command needs the Exec RPC; until the daemon implements it, the
-  // refusal is reported like any other.
-  grpc::ClientContext context;
-  auto stream = stub->Exec(&context);
-  v1::ExecRequest start;
-  for (const std::string& arg : options.argv) start.mutable_start()->add_argv(arg);
-  stream->Write(start);
-  stream->WritesDone();
-  v1::ExecResponse response;
-  while (stream->Read(&response)) {
+  sc::SessionOptions session;
+  session.argv = options.argv;
+  session.env = sc::PassedEnvironment(environ);
+  session.workdir = options.workdir;
+  if (session.workdir.empty()) {
+    char cwd[4096];
+    session.workdir = getcwd(cwd, sizeof(cwd)) != nullptr && cwd[0] == '/' ? cwd : "/";
   }
-  grpc::Status status = stream->Finish();
-  if (!status.ok()) return Refused("Exec", status);
-  return sc::kExitStreamBroken;
+  session.rootfs_path = options.rootfs_path;
+  session.tty = options.tty >= 0 ? options.tty == 1 : isatty(0) == 1;
+  Exit(sc::RunSession(stub.get(), session));
 }

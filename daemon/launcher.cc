@@ -1,0 +1,510 @@
+#include "daemon/launcher.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <linux/seccomp.h>
+#include <linux/securebits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "daemon/fs_util.h"
+#include "daemon/syscalls.h"
+
+namespace sc {
+namespace {
+
+constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;
+constexpr auto kStartTimeout = std::chrono::seconds(30);
+
+// struct clone_args of <linux/sched.h> (v2, with cgroup), spelled out to keep
+// that header's macros away from glibc's <sched.h>.
+struct CloneArgs {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+  uint64_t set_tid;
+  uint64_t set_tid_size;
+  uint64_t cgroup;
+};
+
+// The steps of the children, reported through the status pipe on failure.
+enum Step : int32_t {
+  kStepOomScore = 1,
+  kStepDumpable,
+  kStepPidNs,
+  kStepClone,
+  kStepCgroup,
+  kStepSetnsUser,
+  kStepSetnsMnt,
+  kStepSetnsUts,
+  kStepSetnsIpc,
+  kStepSetnsNet,
+  kStepSetnsCgroup,
+  kStepUnshare,
+  kStepSignals,
+  kStepSetsid,
+  kStepCtty,
+  kStepStdio,
+  kStepChroot,
+  kStepChdirRoot,
+  kStepWorkdir,
+  kStepRlimit,
+  kStepSecurebits,
+  kStepBounding,
+  kStepAmbient,
+  kStepGroups,
+  kStepGid,
+  kStepUid,
+  kStepCapset,
+  kStepNoNewPrivs,
+  kStepCloseFds,
+  kStepSeccomp,
+};
+
+const char* StepName(int32_t step) {
+  switch (step) {
+    case kStepOomScore:
+      return "set oom_score_adj";
+    case kStepDumpable:
+      return "prctl(PR_SET_DUMPABLE, 0)";
+    case kStepPidNs:
+      return "enter the pid namespace";
+    case kStepClone:
+      return "clone3 the workload";
+    case kStepCgroup:
+      return "join the caller's cgroup (cgroup.procs)";
+    case kStepSetnsUser:
+      return "setns(user)";
+    case kStepSetnsMnt:
+      return "setns(mnt)";
+    case kStepSetnsUts:
+      return "setns(uts)";
+    case kStepSetnsIpc:
+      return "setns(ipc)";
+    case kStepSetnsNet:
+      return "setns(net)";
+    case kStepSetnsCgroup:
+      return "setns(cgroup)";
+    case kStepUnshare:
+      return "unshare fresh namespaces";
+    case kStepSignals:
+      return "reset the signal mask";
+    case kStepSetsid:
+      return "setsid";
+    case kStepCtty:
+      return "make the terminal the controlling terminal (TIOCSCTTY)";
+    case kStepStdio:
+      return "set up stdio (dup2)";
+    case kStepChroot:
+      return "enter the rootfs (fchdir + chroot)";
+    case kStepChdirRoot:
+      return "chdir / in the rootfs";
+    case kStepWorkdir:
+      return "change to the working directory";
+    case kStepRlimit:
+      return "setrlimit";
+    case kStepSecurebits:
+      return "prctl(PR_SET_SECUREBITS)";
+    case kStepBounding:
+      return "drop the capability bounding set";
+    case kStepAmbient:
+      return "clear ambient capabilities";
+    case kStepGroups:
+      return "setgroups";
+    case kStepGid:
+      return "setresgid";
+    case kStepUid:
+      return "setresuid";
+    case kStepCapset:
+      return "capset to zero";
+    case kStepNoNewPrivs:
+      return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case kStepCloseFds:
+      return "close_range";
+    case kStepSeccomp:
+      return "load the seccomp filter";
+  }
+  return "unknown step";
+}
+
+enum ReportType : int32_t { kHostPid = 1, kNsPid = 2, kFailed = 3, kExecFailed = 4 };
+
+// One record on the status pipe: smaller than PIPE_BUF, so written atomically.
+struct Report {
+  int32_t type;
+  int32_t step;
+  int32_t err;
+  int32_t value;
+};
+
+// Everything the children read, prepared in the parent as plain arrays.
+struct Plan {
+  const LaunchSpec* spec;
+  int status_fd;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  std::vector<std::string> candidate_storage;
+  std::vector<char*> candidates;
+  char oom[16];
+  size_t oom_len;
+  sigset_t empty_mask;
+};
+
+void Send(int fd, int32_t type, int32_t step, int32_t err, int32_t value) {
+  Report r{type, step, err, value};
+  // Nothing to do on failure: the parent then sees EOF without a report.
+  ssize_t n = write(fd, &r, sizeof(r));
+  (void)n;
+}
+
+[[noreturn]] void Fail(const Plan& p, int32_t step) {
+  Send(p.status_fd, kFailed, step, errno, 0);
+  _exit(125);
+}
+
+long Clone3(CloneArgs* args) { return syscall(SYS_clone3, args, sizeof(*args)); }
+
+bool WriteZero(int fd) {
+  // "0" names the writing process, in v1 and v2 alike.
+  return write(fd, "0", 1) == 1;
+}
+
+// The workload, from its first instruction to execve. Async-signal-safe only.
+[[noreturn]] void RunWorkload(const Plan& p, bool in_cgroup_v2) {
+  const LaunchSpec& s = *p.spec;
+  Send(p.status_fd, kNsPid, 0, 0, static_cast<int32_t>(syscall(SYS_getpid)));
+
+  // cgroups first: once in the caller's cgroup namespace, its root would hide
+  // the destination's ancestors from the move.
+  if (s.cgroups != nullptr) {
+    if (!in_cgroup_v2 && s.cgroups->v2_procs && !WriteZero(s.cgroups->v2_procs.get())) {
+      Fail(p, kStepCgroup);
+    }
+    for (const UniqueFd& procs : s.cgroups->v1_procs) {
+      if (!WriteZero(procs.get())) Fail(p, kStepCgroup);
+    }
+  }
+  if (s.namespaces != nullptr) {
+    const NamespaceHandles& ns = *s.namespaces;
+    if (ns.user && setns(ns.user.get(), CLONE_NEWUSER) != 0) Fail(p, kStepSetnsUser);
+    if (setns(ns.mnt.get(), CLONE_NEWNS) != 0) Fail(p, kStepSetnsMnt);
+    if (setns(ns.uts.get(), CLONE_NEWUTS) != 0) Fail(p, kStepSetnsUts);
+    if (setns(ns.ipc.get(), CLONE_NEWIPC) != 0) Fail(p, kStepSetnsIpc);
+    if (setns(ns.net.get(), CLONE_NEWNET) != 0) Fail(p, kStepSetnsNet);
+    if (setns(ns.cgroup.get(), CLONE_NEWCGROUP) != 0) Fail(p, kStepSetnsCgroup);
+  } else if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP) !=
+             0) {
+    Fail(p, kStepUnshare);
+  }
+
+  // The daemon blocks SIGTERM/SIGINT and ignores SIGPIPE; an ignored signal
+  // and the mask survive execve, so both are reset here.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, nullptr);  // EINVAL for libc-reserved signals: fine
+  }
+  if (sigprocmask(SIG_SETMASK, &p.empty_mask, nullptr) != 0) Fail(p, kStepSignals);
+
+  if (setsid() < 0) Fail(p, kStepSetsid);
+  if (s.tty_fd >= 0) {
+    if (ioctl(s.tty_fd, TIOCSCTTY, 0) != 0) Fail(p, kStepCtty);
+    for (int target = 0; target < 3; ++target) {
+      if (dup2(s.tty_fd, target) < 0) Fail(p, kStepStdio);
+    }
+  } else {
+    if (dup2(s.stdin_fd, 0) < 0 || dup2(s.stdout_fd, 1) < 0 || dup2(s.stderr_fd, 2) < 0) {
+      Fail(p, kStepStdio);
+    }
+  }
+
+  // Without following any symlink: the fd is the directory that was checked.
+  if (fchdir(s.rootfs_fd) != 0 || chroot(".") != 0) Fail(p, kStepChroot);
+  if (chdir("/") != 0) Fail(p, kStepChdirRoot);
+  // Inside the chroot nothing lies outside the root: ".." stops at it and
+  // symlinks resolve within it.
+  if (chdir(s.working_dir.c_str()) != 0) Fail(p, kStepWorkdir);
+
+  for (const auto& [resource, limit] : s.rlimits) {
+    if (setrlimit(static_cast<__rlimit_resource_t>(resource), &limit) != 0) Fail(p, kStepRlimit);
+  }
+
+  // Capabilities: root gets none back on execve (NOROOT), none can be raised
+  // into the ambient set, the bounding set is emptied, then ids, then capset.
+  if (prctl(PR_SET_SECUREBITS,
+            SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+                SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+            0, 0, 0) != 0) {
+    Fail(p, kStepSecurebits);
+  }
+  for (int cap = 0; cap < 64; ++cap) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+      if (errno == EINVAL) break;  // past CAP_LAST_CAP
+      Fail(p, kStepBounding);
+    }
+  }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) Fail(p, kStepAmbient);
+  // Raw system calls: glibc's wrappers would signal the daemon's other
+  // threads (setxid broadcast), which do not exist in this process.
+  if (syscall(SYS_setgroups, s.groups.size(), s.groups.data()) != 0) Fail(p, kStepGroups);
+  if (syscall(SYS_setresgid, s.gid, s.gid, s.gid) != 0) Fail(p, kStepGid);
+  if (syscall(SYS_setresuid, s.uid, s.uid, s.uid) != 0) Fail(p, kStepUid);
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capset, &header, data) != 0) Fail(p, kStepCapset);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) Fail(p, kStepNoNewPrivs);
+
+  // Every fd >= 3 (the daemon's, other sessions', the status pipe) is closed
+  // by the successful execve; until then the status pipe is still needed.
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) Fail(p, kStepCloseFds);
+
+  sock_fprog prog = s.seccomp->Fprog();
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) Fail(p, kStepSeccomp);
+
+  // Like execvp: a candidate that does not exist is skipped, one that exists
+  // but cannot be run is remembered (126 beats 127).
+  int first_denied = -1;
+  int denied_errno = 0;
+  int last_errno = ENOENT;
+  for (size_t i = 0; i + 1 < p.candidates.size(); ++i) {
+    execve(p.candidates[i], p.argv.data(), p.envp.data());
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) continue;
+    if (err == EACCES || err == EPERM || err == EISDIR) {
+      if (first_denied < 0) {
+        first_denied = static_cast<int>(i);
+        denied_errno = err;
+      }
+      continue;
+    }
+    last_errno = err;
+    Send(p.status_fd, kExecFailed, 0, err, static_cast<int32_t>(i));
+    _exit(126);
+  }
+  if (first_denied >= 0) {
+    Send(p.status_fd, kExecFailed, 0, denied_errno, first_denied);
+    _exit(126);
+  }
+  Send(p.status_fd, kExecFailed, 0, last_errno, -1);
+  _exit(127);
+}
+
+// The intermediate process: takes what the workload inherits and the pid
+// namespace, then forks the workload as a sibling (CLONE_PARENT: it becomes
+// the daemon's child, so the daemon reaps it and holds its pidfd).
+[[noreturn]] void RunIntermediate(const Plan& p) {
+  const LaunchSpec& s = *p.spec;
+  if (s.oom_score_adj) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, p.oom, p.oom_len) != static_cast<ssize_t>(p.oom_len)) {
+      Fail(p, kStepOomScore);
+    }
+    close(fd);
+  }
+  // No one in the pod may ptrace or open /proc/<pid>/fd of a process that
+  // still holds the daemon's fds; execve resets it.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) Fail(p, kStepDumpable);
+  if (s.namespaces != nullptr) {
+    if (setns(s.namespaces->pid.get(), CLONE_NEWPID) != 0) Fail(p, kStepPidNs);
+  } else if (unshare(CLONE_NEWPID) != 0) {
+    Fail(p, kStepPidNs);
+  }
+
+  CloneArgs args{};
+  args.flags = CLONE_PARENT;
+  bool in_cgroup_v2 = false;
+  if (s.cgroups != nullptr && s.cgroups->v2_dir) {
+    args.flags |= kCloneIntoCgroup;
+    args.cgroup = static_cast<uint64_t>(s.cgroups->v2_dir.get());
+    in_cgroup_v2 = true;
+  }
+  long pid = Clone3(&args);
+  if (pid < 0 && in_cgroup_v2) {
+    // Older kernel, or the cgroup refuses CLONE_INTO_CGROUP: the workload
+    // writes cgroup.procs itself instead.
+    args.flags &= ~kCloneIntoCgroup;
+    args.cgroup = 0;
+    in_cgroup_v2 = false;
+    pid = Clone3(&args);
+  }
+  if (pid < 0) Fail(p, kStepClone);
+  if (pid == 0) RunWorkload(p, in_cgroup_v2);
+  Send(p.status_fd, kHostPid, 0, 0, static_cast<int32_t>(pid));
+  _exit(0);
+}
+
+void Reap(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> ExecCandidates(const std::string& argv0,
+                                        const std::vector<std::string>& env) {
+  if (argv0.find('/') != std::string::npos) return {argv0};
+  std::string path = kDefaultPath;
+  for (const std::string& e : env) {
+    if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
+  }
+  std::vector<std::string> out;
+  for (absl::string_view dir : absl::StrSplit(path, ':')) {
+    // An empty entry means the current directory, as in execvp.
+    if (dir.empty()) dir = ".";
+    out.push_back(absl::StrCat(dir, "/", argv0));
+  }
+  return out;
+}
+
+absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
+  if (spec.argv.empty()) return absl::InvalidArgumentError("argv is empty");
+  if (spec.seccomp == nullptr) return absl::InternalError("no seccomp program");
+  if (spec.rootfs_fd < 0) return absl::InternalError("no rootfs fd");
+
+  Plan plan;
+  plan.spec = &spec;
+  for (const std::string& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
+  plan.argv.push_back(nullptr);
+  for (const std::string& e : spec.env) plan.envp.push_back(const_cast<char*>(e.c_str()));
+  plan.envp.push_back(nullptr);
+  plan.candidate_storage = ExecCandidates(spec.argv[0], spec.env);
+  for (const std::string& c : plan.candidate_storage) {
+    plan.candidates.push_back(const_cast<char*>(c.c_str()));
+  }
+  plan.candidates.push_back(nullptr);
+  std::string oom = spec.oom_score_adj ? absl::StrCat(*spec.oom_score_adj) : "";
+  plan.oom_len = oom.size();
+  std::memcpy(plan.oom, oom.data(), std::min(oom.size(), sizeof(plan.oom)));
+  sigemptyset(&plan.empty_mask);
+
+  int status_pipe[2];
+  if (pipe2(status_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2 (status)");
+  UniqueFd status_r(status_pipe[0]);
+  UniqueFd status_w(status_pipe[1]);
+  plan.status_fd = status_w.get();
+
+  // A raw clone3 rather than fork(): no atfork handlers run (gRPC's or
+  // anyone's), the child is a copy of this thread only and must not touch
+  // locks or the heap.
+  CloneArgs args{};
+  args.exit_signal = SIGCHLD;
+  long mid = Clone3(&args);
+  if (mid < 0) return ErrnoStatus(errno, "clone3 (intermediate)");
+  if (mid == 0) RunIntermediate(plan);
+  status_w.reset();
+  int mid_status = 0;
+  while (waitpid(static_cast<pid_t>(mid), &mid_status, 0) < 0 && errno == EINTR) {
+  }
+
+  LaunchResult result;
+  Report failure{};
+  Report exec_failure{};
+  auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  // Read until every writer is gone: the intermediate has exited, and the
+  // workload has exec'd (CLOEXEC) or exited.
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      if (result.host_pid > 0) {
+        kill(result.host_pid, SIGKILL);
+        Reap(result.host_pid);
+      }
+      return absl::DeadlineExceededError("the workload did not start within 30 s");
+    }
+    pollfd pfd{status_r.get(), POLLIN, 0};
+    int rc = poll(&pfd, 1, static_cast<int>(left.count()));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return ErrnoStatus(errno, "poll the status pipe");
+    if (rc == 0) continue;
+    Report r{};
+    ssize_t n = read(status_r.get(), &r, sizeof(r));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "read the status pipe");
+    if (n == 0) break;
+    if (n != sizeof(r)) return absl::InternalError("short record on the status pipe");
+    switch (r.type) {
+      case kHostPid:
+        result.host_pid = r.value;
+        break;
+      case kNsPid:
+        result.ns_pid = r.value;
+        break;
+      case kFailed:
+        failure = r;
+        break;
+      case kExecFailed:
+        exec_failure = r;
+        break;
+      default:
+        break;
+    }
+  }
+  if (result.host_pid > 0 && (failure.type != 0 || exec_failure.type != 0)) {
+    // It reported and _exit'ed: reap it here, the caller never sees it.
+    int status = 0;
+    while (waitpid(result.host_pid, &status, __WALL) < 0 && errno == EINTR) {
+    }
+    if (exec_failure.type != 0 && failure.type == 0) {
+      result.exec_failed = true;
+      result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 126;
+      const std::string& argv0 = spec.argv[0];
+      int err = exec_failure.err;
+      if (exec_failure.value < 0) {
+        result.message = absl::StrCat("sc-exec: ", argv0, ": command not found",
+                                      argv0.find('/') == std::string::npos
+                                          ? absl::StrCat(" (PATH searched in the rootfs)")
+                                          : std::string(": ") + strerror(err));
+      } else {
+        const std::string& which = plan.candidate_storage[exec_failure.value];
+        result.message = absl::StrCat("sc-exec: ", which, ": cannot execute: ", strerror(err));
+      }
+      result.host_pid = -1;
+      return result;
+    }
+  }
+  if (failure.type != 0) {
+    if (failure.step == kStepWorkdir) {
+      return ErrnoStatus(failure.err,
+                         absl::StrCat("working directory ", spec.working_dir, " in the rootfs"));
+    }
+    return ErrnoStatus(failure.err, absl::StrCat("starting the process: ", StepName(failure.step)));
+  }
+  if (!WIFEXITED(mid_status) || WEXITSTATUS(mid_status) != 0 || result.host_pid <= 0) {
+    return absl::InternalError(
+        absl::StrCat("the intermediate process failed (status ", mid_status, ")"));
+  }
+  // Safe from pid reuse: the workload is our unreaped child.
+  result.pidfd.reset(PidfdOpen(result.host_pid, 0));
+  if (!result.pidfd) {
+    absl::Status st = ErrnoStatus(errno, "pidfd_open(workload)");
+    kill(result.host_pid, SIGKILL);
+    Reap(result.host_pid);
+    return st;
+  }
+  return result;
+}
+
+}  // namespace sc

@@ -1,0 +1,76 @@
+#ifndef DAEMON_LAUNCHER_H_
+#define DAEMON_LAUNCHER_H_
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/unique_fd.h"
+#include "daemon/cgroup_join.h"
+#include "daemon/namespaces.h"
+#include "daemon/seccomp_filter.h"
+
+namespace sc {
+
+// Everything the workload is started with. All handles are opened by the
+// caller beforehand: the forked children only make async-signal-safe system
+// calls on what they are given (no allocation, no locks, no libseccomp).
+struct LaunchSpec {
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH unless it has a '/'
+  std::vector<std::string> env;
+  std::string working_dir = "/";  // inside the rootfs
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+
+  // Pod peers: join these namespaces. Null: fresh namespaces of the
+  // process's own (operators exec'ing into an instance by name).
+  const NamespaceHandles* namespaces = nullptr;
+  const CgroupHandles* cgroups = nullptr;  // null: stay in the daemon's cgroups
+  int rootfs_fd = -1;                      // the directory to chroot into
+  std::optional<int> oom_score_adj;
+  std::vector<std::pair<int, rlimit>> rlimits;
+
+  // The process's stdio (the child's ends), or a terminal for all three.
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  int tty_fd = -1;  // set: stdio and controlling terminal
+
+  const SeccompProgram* seccomp = nullptr;  // required
+};
+
+struct LaunchResult {
+  // The workload, a child of the daemon (clone3 CLONE_PARENT from the
+  // intermediate process): the caller reaps it (or the pidfd's waitid).
+  pid_t host_pid = -1;
+  pid_t ns_pid = -1;  // as seen in its own pid namespace
+  UniqueFd pidfd;
+  // Set when execve failed: the process has already exited with exit_code
+  // (126 or 127) and been reaped; `message` says why, for a person.
+  bool exec_failed = false;
+  int exit_code = 0;
+  std::string message;
+};
+
+// Starts the workload: fork an intermediate that takes the oom_score_adj,
+// becomes non-dumpable and joins (or unshares) the pid namespace; it forks the
+// workload into the cgroup (CLONE_INTO_CGROUP, else cgroup.procs) and exits.
+// The workload joins the rest, enters the rootfs, drops every privilege,
+// loads the seccomp filter and execs. A failure before execve comes back as a
+// status naming the step and errno; a failed execve as exec_failed.
+absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec);
+
+// The PATH lookup list for argv0 under `env` (the last PATH= entry, else the
+// default PATH): argv0 itself when it contains '/'. Exposed for tests.
+std::vector<std::string> ExecCandidates(const std::string& argv0,
+                                        const std::vector<std::string>& env);
+
+}  // namespace sc
+
+#endif  // DAEMON_LAUNCHER_H_

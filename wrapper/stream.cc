@@ -1,0 +1,222 @@
+#include "wrapper/stream.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "common/defaults.h"
+#include "common/exit_codes.h"
+#include "wrapper/signals.h"
+#include "wrapper/terminal.h"
+
+namespace sc {
+namespace {
+
+namespace v1 = ::stoppablecontainer::mounthelper::v1;
+
+constexpr size_t kStdinChunk = 64 * 1024;
+
+// Writes all of `data` to fd; false when the fd is gone (EPIPE, EBADF...).
+bool WriteFully(int fd, const std::string& data) {
+  const char* p = data.data();
+  size_t left = data.size();
+  while (left > 0) {
+    ssize_t n = write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    default:
+      return "error";
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> PassedEnvironment(char** env) {
+  std::vector<std::string> out;
+  std::string socket_prefix = std::string(kSocketEnv) + "=";
+  for (char** e = env; e != nullptr && *e != nullptr; ++e) {
+    std::string entry = *e;
+    if (entry.rfind(socket_prefix, 0) == 0 || entry.rfind("SC_EXEC_", 0) == 0) continue;
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+namespace {
+
+// What the detached stdin and signal threads share with the main thread. It
+// is never freed: those threads may still hold it while sc-exec exits.
+struct Shared {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::ExecRequest, v1::ExecResponse>> stream;
+  // Writes come from the stdin thread and the signal thread; gRPC allows one
+  // at a time, and none after Finish.
+  std::timed_mutex write_mu;
+  bool finished = false;
+  bool tty = false;
+
+  bool Send(const v1::ExecRequest& request) {
+    std::lock_guard<std::timed_mutex> lock(write_mu);
+    if (finished) return false;
+    return stream->Write(request);
+  }
+};
+
+}  // namespace
+
+int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
+  Shared* shared = new Shared;
+  shared->tty = options.tty;
+  shared->stream = stub->Exec(&shared->context);
+  auto& stream = shared->stream;
+  auto& context = shared->context;
+
+  v1::ExecRequest first;
+  v1::ExecStart* start = first.mutable_start();
+  for (const std::string& a : options.argv) start->add_argv(a);
+  for (const std::string& e : options.env) start->add_env(e);
+  start->set_working_dir(options.workdir);
+  start->set_rootfs_path(options.rootfs_path);
+  start->set_tty(options.tty);
+  if (options.tty) {
+    winsize size{};
+    if (TerminalSize(0, &size) || TerminalSize(1, &size)) {
+      start->mutable_window_size()->set_rows(size.ws_row);
+      start->mutable_window_size()->set_cols(size.ws_col);
+      start->mutable_window_size()->set_x_pixels(size.ws_xpixel);
+      start->mutable_window_size()->set_y_pixels(size.ws_ypixel);
+    }
+  }
+  if (!stream->Write(first)) {
+    grpc::Status status = stream->Finish();
+    std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),
+                 status.error_message().c_str());
+    return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnreachable : kExitRefused;
+  }
+  bool raw = options.tty && EnterRawMode(0);
+
+  StartSignalThread([shared](int sig) {
+    v1::ExecRequest request;
+    if (sig == SIGWINCH) {
+      if (!shared->tty) return;
+      winsize size{};
+      if (!TerminalSize(0, &size) && !TerminalSize(1, &size)) return;
+      v1::WindowSize* w = request.mutable_resize();
+      w->set_rows(size.ws_row);
+      w->set_cols(size.ws_col);
+      w->set_x_pixels(size.ws_xpixel);
+      w->set_y_pixels(size.ws_ypixel);
+    } else {
+      request.mutable_signal()->set_signal(sig);
+    }
+    shared->Send(request);
+  });
+
+  // stdin: a detached thread, since read(0) cannot be interrupted portably;
+  // the process exits without joining it.
+  std::thread([shared] {
+    std::string buffer(kStdinChunk, '\0');
+    while (true) {
+      ssize_t n = read(0, buffer.data(), buffer.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // EOF, or stdin is closed/unreadable: EOF too
+      v1::ExecRequest request;
+      request.set_stdin(buffer.data(), static_cast<size_t>(n));
+      if (!shared->Send(request)) return;
+    }
+    v1::ExecRequest eof;
+    eof.mutable_stdin_eof();
+    shared->Send(eof);
+  }).detach();
+
+  v1::ExecResponse response;
+  bool have_exit = false;
+  v1::ExecExit exit;
+  bool stdout_ok = true, stderr_ok = true, sent_sigpipe = false;
+  while (stream->Read(&response)) {
+    switch (response.kind_case()) {
+      case v1::ExecResponse::kStdout:
+        if (stdout_ok) stdout_ok = WriteFully(1, response.stdout());
+        break;
+      case v1::ExecResponse::kStderr:
+        if (stderr_ok) stderr_ok = WriteFully(2, response.stderr());
+        break;
+      case v1::ExecResponse::kExit:
+        exit = response.exit();
+        have_exit = true;
+        break;
+      default:
+        break;
+    }
+    if (!stdout_ok && !sent_sigpipe) {
+      // Whoever reads our stdout is gone: tell the process as a pipe would.
+      sent_sigpipe = true;
+      v1::ExecRequest request;
+      request.mutable_signal()->set_signal(SIGPIPE);
+      shared->Send(request);
+    }
+    if (have_exit) break;
+  }
+  // Half-close so the daemon ends the call; a writer blocked in Write holds
+  // the lock, and then cancelling is as good (the exit status is here).
+  if (shared->write_mu.try_lock_for(std::chrono::seconds(2))) {
+    shared->finished = true;
+    if (have_exit) stream->WritesDone();
+    shared->write_mu.unlock();
+  } else {
+    context.TryCancel();
+    std::lock_guard<std::timed_mutex> lock(shared->write_mu);
+    shared->finished = true;
+  }
+  grpc::Status status = stream->Finish();
+  if (raw) RestoreTerminal();
+  if (have_exit) {
+    if (!exit.message().empty()) std::fprintf(stderr, "%s\n", exit.message().c_str());
+    if (exit.status_case() == v1::ExecExit::kSignal) return 128 + exit.signal();
+    return exit.exit_code();
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),
+                 status.error_message().c_str());
+    return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnreachable : kExitRefused;
+  }
+  std::fprintf(stderr, "sc-exec: the stream ended without an exit status\n");
+  return kExitStreamBroken;
+}
+
+}  // namespace sc

@@ -1,0 +1,33 @@
+#ifndef WRAPPER_STREAM_H_
+#define WRAPPER_STREAM_H_
+
+#include <string>
+#include <vector>
+
+#include "mounthelper.grpc.pb.h"
+
+namespace sc {
+
+struct SessionOptions {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string workdir;
+  std::string rootfs_path;
+  bool tty = false;
+};
+
+// Runs one Exec session: copies stdin to the stream and the stream to
+// stdout/stderr byte for byte, forwards signals (see signals.h) and window
+// size changes, and returns the exit code sc-exec should exit with: the
+// process's code, 128+N for signal N, or one of common/exit_codes.h with a
+// message on stderr. The terminal is restored before it returns.
+int RunSession(::stoppablecontainer::mounthelper::v1::MountHelper::Stub* stub,
+               const SessionOptions& options);
+
+// The environment to pass: `environ` minus sc-exec's own variables
+// (SC_SOCKET, SC_EXEC_*).
+std::vector<std::string> PassedEnvironment(char** environ);
+
+}  // namespace sc
+
+#endif  // WRAPPER_STREAM_H_
