@@ -21,6 +21,7 @@ export const RENDER_DIRS = {
   "deploy/overlays/default": "daemon",
   "deploy/overlays/hardened": "daemon",
   "deploy/examples": "workload",
+  "deploy/policy": "policy",
 };
 
 export const NAMESPACE = "stoppablecontainer-system";
@@ -530,4 +531,32 @@ export function invocations(objects) {
   return out
     .map((inv) => ({ ...inv, binary: path.posix.basename(inv.argv[0] ?? "") }))
     .filter((inv) => inv.binary === "sc-exec" || inv.binary === "sc-mount-helper");
+}
+
+// ------------------------------------------------------------- admission policy
+
+// The workload-namespace policy exists, is bound with Deny, and its binding
+// selects the example workload namespace. (Its CEL is not evaluated here.)
+export function checkPolicy(objects, workloadObjects) {
+  const fail = [];
+  const f = (id, msg) => fail.push(`${id}: ${msg}`);
+  const policy = objects.find((o) => o.kind === "ValidatingAdmissionPolicy");
+  const binding = objects.find((o) => o.kind === "ValidatingAdmissionPolicyBinding");
+  if (!policy || !binding) {
+    f("A1", "ValidatingAdmissionPolicy and its binding are required");
+    return fail;
+  }
+  if (binding.spec.policyName !== policy.metadata.name) f("A1", "binding names another policy");
+  if (!(binding.spec.validationActions ?? []).includes("Deny")) f("A1", "binding must Deny");
+  const rules = policy.spec.matchConstraints?.resourceRules ?? [];
+  if (!rules.some((r) => (r.resources ?? []).includes("pods") && (r.operations ?? []).includes("CREATE")))
+    f("A1", "policy must match pod creation");
+  const texts = (policy.spec.validations ?? []).map((v) => v.expression).join("\n");
+  for (const needle of ["hostPath", "allowPrivilegeEscalation", "'ALL'", "hostPID", "seccompProfile", "HostToContainer"])
+    if (!texts.includes(needle)) f("A2", `policy has no validation about ${needle}`);
+  for (const ns of workloadObjects.filter((o) => o.kind === "Namespace")) {
+    if (!labelsMatch(binding.spec.matchResources?.namespaceSelector, ns.metadata.labels))
+      f("A3", `binding does not select workload namespace ${ns.metadata.name}`);
+  }
+  return fail;
 }

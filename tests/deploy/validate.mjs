@@ -8,6 +8,7 @@
 import {
   RENDER_DIRS,
   checkDaemon,
+  checkPolicy,
   checkWorkloads,
   render,
   schemaProblems,
@@ -31,6 +32,7 @@ for (const dir of Object.keys(RENDER_DIRS)) {
 
 function checksFor(dir, objects) {
   if (RENDER_DIRS[dir] === "daemon") return checkDaemon(objects, { hardened: dir.endsWith("hardened") });
+  if (RENDER_DIRS[dir] === "policy") return checkPolicy(objects, rendered["deploy/examples"] ?? []);
   return checkWorkloads(objects, rendered["deploy/overlays/default"] ?? []);
 }
 
@@ -208,6 +210,18 @@ const mutations = [
   }],
   ["deploy/overlays/hardened", "D19", "hardened seccomp profile not shipped", (o) => {
     daemonContainer(o).securityContext.seccompProfile.localhostProfile = "stoppablecontainer/missing.json";
+  }],
+  // admission policy
+  ["deploy/policy", "A1", "binding only warns", (o) => {
+    find(o, "ValidatingAdmissionPolicyBinding").spec.validationActions = ["Warn"];
+  }],
+  ["deploy/policy", "A2", "policy loses its hostPath rule", (o) => {
+    const p = find(o, "ValidatingAdmissionPolicy");
+    p.spec.validations = p.spec.validations.filter((v) => !v.expression.includes("hostPath.path"));
+    for (const v of p.spec.validations) v.expression = v.expression.replaceAll("hostPath", "x");
+  }],
+  ["deploy/policy", "A3", "binding selects another label", (o) => {
+    find(o, "ValidatingAdmissionPolicyBinding").spec.matchResources.namespaceSelector.matchLabels = { x: "y" };
   }],
   // schema and unknown fields
   ["deploy/overlays/default", "schema", "image is a number", (o) => {
