@@ -8,7 +8,10 @@
 //     invocation's options followed by --help must be accepted (exit 0).
 //
 // Usage: node tests/deploy/check_flags.mjs --sc-exec BIN --daemon BIN
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 
 import { RENDER_DIRS, invocations, render } from "./manifests.mjs";
 
@@ -91,6 +94,80 @@ for (const dir of Object.keys(RENDER_DIRS)) {
       const r = run(bins["sc-exec"], [...words, "--help"]);
       report(r.status === 0, `${where}: sc-exec accepts ${words.join(" ")} (exit ${r.status}${r.status ? ": " + r.stderr.trim() : ""})`);
     }
+  }
+}
+
+// The daemon really starts with each overlay's arguments (host paths moved
+// under a temp dir), and the DaemonSet's exec probe command, pointed at the
+// moved socket, reports it healthy. Needs root (socket group 2049).
+async function startsWith(dir, args, probe) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sc-test-deploy-flags-"));
+  const move = (a) => a.replace(/(\/(?:run|var|sys)\/[^,]*)/g, (p) => path.join(tmp, p));
+  const moved = args.map((a) => (a.startsWith("--") ? move(a) : a));
+  for (const a of moved) {
+    const m = a.match(/^--(instance_base|layer_root|bind_root)=(.*)$/);
+    if (m) for (const d of m[2].split(",")) fs.mkdirSync(d, { recursive: true });
+    const audit = a.match(/^--audit_log=(.*)$/);
+    if (audit) fs.mkdirSync(path.dirname(audit[1]), { recursive: true });
+  }
+  const child = spawn(bins["sc-mount-helper"], [...moved, "--ready_fd=3"], { stdio: ["ignore", "pipe", "pipe", "pipe"] });
+  let log = "";
+  child.stdout.on("data", (d) => (log += d));
+  child.stderr.on("data", (d) => (log += d));
+  const ready = await new Promise((resolve) => {
+    let buf = "";
+    const timer = setTimeout(() => resolve(false), 20000);
+    child.stdio[3].on("data", (d) => {
+      buf += d;
+      if (buf.includes("\n")) { clearTimeout(timer); resolve(buf.startsWith("READY")); }
+    });
+    child.on("exit", () => { clearTimeout(timer); resolve(false); });
+  });
+  report(ready, `${dir}: sc-mount-helper starts and serves with the manifest's flags${ready ? "" : ": " + log.trim()}`);
+  if (ready && probe) {
+    const r = run(bins["sc-exec"], probe.slice(1).map(move));
+    report(r.status === 0, `${dir}: the exec probe (${probe.slice(1).join(" ")}, socket moved) passes against it (exit ${r.status})`);
+  }
+  const exited = new Promise((resolve) => child.on("exit", (code, sig) => resolve(code ?? sig)));
+  child.kill("SIGTERM");
+  const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 15000))]);
+  if (code === "timeout") child.kill("SIGKILL");
+  report(code === 0, `${dir}: SIGTERM stops it cleanly (exit ${code})`);
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+if (process.getuid() === 0) {
+  for (const dir of Object.keys(RENDER_DIRS)) {
+    const ds = render(dir).find((o) => o.kind === "DaemonSet");
+    if (!ds) continue;
+    const c = ds.spec.template.spec.containers[0];
+    await startsWith(dir, c.args ?? [], c.livenessProbe?.exec?.command);
+  }
+} else if (process.env.CI === "true") {
+  report(false, "starting the daemon with the manifests' flags needs root (CI=true)");
+} else {
+  console.log("SKIP starting the daemon with the manifests' flags: needs root");
+}
+
+// The consumer's init container script, run for real with the paths moved:
+// it must leave sc-exec and its command symlinks in the emptyDir.
+for (const pod of render("deploy/examples").filter((o) => o.kind === "Pod")) {
+  for (const c of pod.spec.initContainers ?? []) {
+    const script = (c.command ?? []).at(-1);
+    if (!(c.command?.[0] ?? "").endsWith("sh") || !script.includes("/.sc-bin")) continue;
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sc-test-deploy-init-"));
+    const bin = path.join(tmp, "sc-bin");
+    fs.mkdirSync(bin);
+    const moved = script.replaceAll("/.sc-bin", bin).replaceAll("/usr/local/bin/sc-exec", bins["sc-exec"]);
+    const r = spawnSync("/bin/sh", c.command.slice(1, -1).concat([moved]), { encoding: "utf8" });
+    const links = fs.readdirSync(bin).filter((n) => n !== "sc-exec");
+    const good =
+      r.status === 0 &&
+      fs.statSync(path.join(bin, "sc-exec")).mode & 0o111 &&
+      ["sh", "ls", "cat"].every((n) => links.includes(n)) &&
+      links.every((n) => fs.readlinkSync(path.join(bin, n)) === "sc-exec");
+    report(Boolean(good), `${pod.metadata.name} init container ${c.name} installs sc-exec and ${links.length} symlinks (${links.join(" ")})${r.status ? ": " + r.stderr : ""}`);
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 
