@@ -281,7 +281,7 @@ export function checkDaemon(objects, { hardened = false } = {}) {
   for (const key of ["name", "instance", "component", "version", "part-of", "managed-by"]) {
     if (!ds.metadata.labels?.[`app.kubernetes.io/${key}`]) f("D13", `DaemonSet lacks label app.kubernetes.io/${key}`);
   }
-  for (const key of ["name", "instance", "component"]) {
+  for (const key of ["name", "instance", "component", "part-of"]) {
     if (!podLabels[`app.kubernetes.io/${key}`]) f("D13", `pod template lacks label app.kubernetes.io/${key}`);
   }
   if (!labelsMatch(ds.spec.selector, podLabels)) f("D13", "selector does not match the pod template's labels");
