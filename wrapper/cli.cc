@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/names.h"
 #include "wrapper/connection.h"
 
 namespace sc {
@@ -52,6 +53,9 @@ Options:
   --wait SECONDS  --entrypoint: how long to wait for readiness (default 300)
   --rootfs PATH   where this pod sees the rootfs (default: the daemon's,
                   normally /rootfs)
+  --instance NS/NAME
+                  operators only (uid 0 in the daemon's namespaces): run in
+                  that instance's rootfs, in fresh namespaces of its own
   --socket PATH   the daemon's socket (default $SC_SOCKET, else
                   /run/stoppablecontainer/mount-helper.sock)
   --health        check that the daemon answers and is SERVING
@@ -106,6 +110,11 @@ std::string ParseCommandLine(int argc, char** argv, Options* options) {
       options->tty = 1;
     } else if (arg == "--no-tty") {
       options->tty = 0;
+    } else if (arg == "--instance") {
+      if (++i >= argc) return "--instance needs NAMESPACE/NAME";
+      std::string error =
+          ParseInstanceName(argv[i], &options->instance_ns, &options->instance_name);
+      if (!error.empty()) return "--instance: " + error;
     } else if (arg == "--workdir" || arg == "--wait" || arg == "--rootfs") {
       if (++i >= argc) return arg + " needs a value";
       std::string value = argv[i];

@@ -24,6 +24,8 @@ struct Options {
   int tty = -1;                   // --tty 1, --no-tty 0, -1 = stdin is a terminal
   int wait_seconds = 300;         // --wait (entrypoint)
   std::string rootfs_path;        // --rootfs; "" = the daemon's default
+  std::string instance_ns;        // --instance NS/NAME (operators)
+  std::string instance_name;
 };
 
 // Parses sc-exec's command line. argv[0]'s base name decides between the

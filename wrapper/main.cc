@@ -84,6 +84,10 @@ int CheckReady(const sc::Options& options, std::string* reason) {
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
   v1::CheckRootfsRequest request;
   request.set_rootfs_path(options.rootfs_path);
+  if (!options.instance_name.empty()) {
+    request.mutable_instance()->set_namespace_(options.instance_ns);
+    request.mutable_instance()->set_name(options.instance_name);
+  }
   v1::CheckRootfsResponse response;
   grpc::Status status = stub->CheckRootfs(&context, request, &response);
   if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
@@ -195,6 +199,8 @@ int main(int argc, char** argv) {
     session.workdir = getcwd(cwd, sizeof(cwd)) != nullptr && cwd[0] == '/' ? cwd : "/";
   }
   session.rootfs_path = options.rootfs_path;
+  session.instance_ns = options.instance_ns;
+  session.instance_name = options.instance_name;
   session.tty = options.tty >= 0 ? options.tty == 1 : isatty(0) == 1;
   Exit(sc::RunSession(stub.get(), session));
 }

@@ -112,6 +112,10 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
   for (const std::string& e : options.env) start->add_env(e);
   start->set_working_dir(options.workdir);
   start->set_rootfs_path(options.rootfs_path);
+  if (!options.instance_name.empty()) {
+    start->mutable_instance()->set_namespace_(options.instance_ns);
+    start->mutable_instance()->set_name(options.instance_name);
+  }
   start->set_tty(options.tty);
   if (options.tty) {
     winsize size{};

@@ -13,6 +13,7 @@ struct SessionOptions {
   std::vector<std::string> env;
   std::string workdir;
   std::string rootfs_path;
+  std::string instance_ns, instance_name;  // operators
   bool tty = false;
 };
 
