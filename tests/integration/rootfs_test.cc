@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/unique_fd.h"
 #include "daemon/instances.h"
 #include "daemon/mountinfo.h"
 #include "daemon/mounts.h"
@@ -435,6 +436,61 @@ TEST_CASE("bind mounts go only inside the rootfs, never through a symlink", "[ro
   REQUIRE_OK(node.Release("ns", "binds", &rel));
   CHECK(MountLines(node.dir.path()).empty());
   CHECK(ReadAll(node.binds + "/resolv.conf") == "nameserver 10.0.0.10\n");
+}
+
+TEST_CASE("symlinks planted in the instance directory are refused", "[rootfs][paths]") {
+  SC_REQUIRE_ROOT();
+  Node node;
+  TempDir outside;
+  // A pod with the instance directory mounted could plant these.
+  for (const char* planted : {"rootfs", "upper", "work"}) {
+    DYNAMIC_SECTION(planted) {
+      std::string dir = node.InstanceDir("ns", std::string("planted-") + planted);
+      fs::create_directories(dir);
+      fs::create_symlink(outside.path(), dir + "/" + planted);
+      v1::Instance inst;
+      grpc::Status s = node.Prepare("ns", std::string("planted-") + planted, {node.busybox}, &inst);
+      INFO(s.error_message());
+      CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+      CHECK(MountLines(node.dir.path()).empty());
+      CHECK(MountLines(outside.path()).empty());
+      CHECK(fs::is_empty(outside.path()));
+    }
+  }
+  // The namespace directory itself a symlink.
+  fs::create_directories(node.base);
+  fs::create_symlink(outside.path(), node.base + "/linked-ns");
+  v1::Instance inst;
+  CHECK(node.Prepare("linked-ns", "x", {node.busybox}, &inst).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(fs::is_empty(outside.path()));
+}
+
+TEST_CASE("a busy rootfs is detached lazily, reported, and its data kept", "[rootfs]") {
+  SC_REQUIRE_ROOT();
+  Node node;
+  v1::Instance inst;
+  REQUIRE_OK(node.Prepare("ns", "busy", {node.busybox}, &inst));
+  v1::ReleaseRootfsResponse rel;
+  {
+    // An open file keeps the overlay busy, as a process left in it would.
+    UniqueFd held(open((inst.rootfs() + "/etc/image-release").c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(held);
+    grpc::Status s = node.Release("ns", "busy", &rel, /*delete_data=*/true);
+    INFO(s.error_message());
+    CHECK(s.error_code() == grpc::StatusCode::FAILED_PRECONDITION);  // data kept
+    CHECK(MountLines(node.dir.path()).empty());                      // but all detached
+    CHECK(fs::exists(node.InstanceDir("ns", "busy") + "/upper"));
+  }
+  REQUIRE_OK(node.Prepare("ns", "busy", {node.busybox}, &inst));
+  {
+    UniqueFd held(open((inst.rootfs() + "/etc/image-release").c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(held);
+    REQUIRE_OK(node.Release("ns", "busy", &rel));
+    CHECK(rel.lazily_detached() >= 1);
+    CHECK(rel.unmounted() >= 6);
+  }
+  CHECK(MountLines(node.dir.path()).empty());
 }
 
 TEST_CASE("a symlink swapped in during bind or prepare never lets a mount out", "[rootfs][race]") {
