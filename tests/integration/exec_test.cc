@@ -597,6 +597,59 @@ TEST_CASE("exec: 50 concurrent sessions, then the daemon is back where it was", 
   INFO("fds before " << fds_before << " after " << node.daemon.OpenFdCount());
 }
 
+long VmRssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string status((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return std::stol(StatusField(status, "VmRSS"));
+}
+
+TEST_CASE("exec: a slow reader slows the process, the daemon's memory stays bounded", "[exec]") {
+  SC_REQUIRE_ROOT();
+  ExecNode node;
+  REQUIRE(node.pod->started());
+  long rss_before = VmRssKiB(node.daemon.pid());
+  // 2048 x 64 KiB = 128 MiB, the count of chunks written kept in the rootfs.
+  Child child(node.Prefixed({"sh", "-c",
+                             "i=0; while [ $i -lt 2048 ]; do yes | head -c 65536; i=$((i+1)); "
+                             "echo $i > /tmp/progress; done"}));
+  std::string progress_file = node.rootfs + "/tmp/progress";
+  auto progress = [&] {
+    std::ifstream in(progress_file);
+    long v = 0;
+    in >> v;
+    return v;
+  };
+  // Nobody reads sc-exec's stdout: the process must stall. Wait (bounded)
+  // until its progress has not moved for a second.
+  long last = -1;
+  auto stable_since = Clock::now();
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline) {
+    long now = progress();
+    if (now != last) {
+      last = now;
+      stable_since = Clock::now();
+    } else if (now > 0 && Clock::now() - stable_since > std::chrono::seconds(1)) {
+      break;
+    }
+    pollfd none{-1, 0, 0};
+    poll(&none, 0, 50);
+  }
+  INFO("chunks written while nobody read: " << last);
+  WARN("flow control: " << last * 64 << " KiB written by the process while nobody read");
+  CHECK(last > 0);
+  // What is in flight: pipes, the daemon's chunk, gRPC's windows, sc-exec's
+  // stdout pipe; far below the 128 MiB the process wants to write.
+  CHECK(last * 64 < 32 * 1024);
+  long rss_stalled = VmRssKiB(node.daemon.pid());
+  INFO("daemon VmRSS before " << rss_before << " KiB, stalled " << rss_stalled << " KiB");
+  CHECK(rss_stalled - rss_before < 32 * 1024);
+  // Reading resumes it, and every byte arrives.
+  CHECK(child.Wait(milliseconds(60000)) == 0);
+  CHECK(child.output().size() == 128u << 20);
+  CHECK(progress() == 2048);
+}
+
 TEST_CASE("exec: session limits answer RESOURCE_EXHAUSTED", "[exec]") {
   SC_REQUIRE_ROOT();
   ExecNode node({"--max_execs_per_pod=1"});
