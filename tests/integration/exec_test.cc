@@ -478,6 +478,27 @@ TEST_CASE("exec: the process runs as the pod would, with nothing of the daemon's
   }
 }
 
+TEST_CASE("exec: a non-root caller runs as itself", "[exec]") {
+  SC_REQUIRE_ROOT();
+  ExecNode node({"--socket_mode=0666"});
+  REQUIRE(node.pod->started());
+  REQUIRE(chmod(node.dir.path().c_str(), 0755) == 0);  // mkdtemp's 0700 would stop uid 1000
+  std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=1000", "--regid=1000",
+                                   "--clear-groups"};
+  for (const std::string& a : node.ScExec({"--workdir", "/", "sh", "-c",
+                                           "id -u; id -g; grep -E '^Cap(Eff|Prm|Bnd)' "
+                                           "/proc/self/status"})) {
+    argv.push_back(a);
+  }
+  ProcessResult r = node.pod->Exec(argv);
+  INFO(r.Describe() << " out=" << r.out << " err=" << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.rfind("1000\n1000\n", 0) == 0);
+  CHECK(r.out.find("CapEff:\t0000000000000000") != std::string::npos);
+  CHECK(r.out.find("CapPrm:\t0000000000000000") != std::string::npos);
+  CHECK(r.out.find("CapBnd:\t0000000000000000") != std::string::npos);
+}
+
 TEST_CASE("exec: a pod reaches only its own rootfs", "[exec]") {
   SC_REQUIRE_ROOT();
   ExecNode node;
