@@ -42,7 +42,7 @@ GROUPS = [
      "peer's namespaces and cgroup, pty, chroot, drop privileges, load the workload's "
      "own (stricter) filter, execve.", """
      clone vfork chroot chdir fchdir setsid setpgid capget capset setgroups setresuid
-     setresgid setuid setgid setfsuid setfsgid seccomp execve execveat
+     setresgid setuid setgid setfsuid setfsgid seccomp memfd_create execve execveat
      """),
     ("container-runtime", "What runc does after loading this profile and before it "
      "execve()s the daemon (with allowPrivilegeEscalation the profile is loaded before "
@@ -50,6 +50,14 @@ GROUPS = [
      getdents64 newfstatat fstat openat2 close_range capget capset setgroups setresuid
      setresgid prctl chdir execve
      """),
+]
+
+# Allowed only with conditions on their arguments: (name, comment, args).
+CLONE_NEWUSER = 0x10000000
+CONDITIONAL = [
+    ("unshare", "exec-child: an operator's exec (no pod peer) runs in fresh mount/uts/ipc/net/"
+     "cgroup/pid namespaces; never a new user namespace (CLONE_NEWUSER bit must be 0).",
+     [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]),
 ]
 
 # Never allowed, whatever a trace shows: the daemon has no business with
@@ -60,7 +68,7 @@ bpf perf_event_open kexec_load kexec_file_load init_module finit_module delete_m
 create_module ptrace process_vm_readv process_vm_writev keyctl add_key request_key
 userfaultfd swapon swapoff reboot settimeofday clock_settime clock_adjtime adjtimex acct
 quotactl quotactl_fd pivot_root iopl ioperm open_by_handle_at name_to_handle_at
-lookup_dcookie syslog mknod mknodat unshare personality uselib nfsservctl vhangup kcmp
+lookup_dcookie syslog mknod mknodat personality uselib nfsservctl vhangup kcmp
 io_uring_setup io_uring_enter io_uring_register fanotify_init pidfd_getfd sethostname
 setdomainname
 """.split()
@@ -76,13 +84,16 @@ def profile():
     rules = []
     for name, comment, text in GROUPS:
         names = observed() if text is None else text.split()
-        fresh = sorted(n for n in dict.fromkeys(names) if n not in seen)
+        conditional = {c[0] for c in CONDITIONAL}
+        fresh = sorted(n for n in dict.fromkeys(names) if n not in seen and n not in conditional)
         bad = [n for n in fresh if n in FORBIDDEN]
         if bad:
             sys.exit(f"group {name} would allow forbidden syscalls: {bad}")
         seen.update(fresh)
         if fresh:
             rules.append({"names": fresh, "action": "SCMP_ACT_ALLOW", "comment": f"{name}: {comment}"})
+    for name, comment, args in CONDITIONAL:
+        rules.append({"names": [name], "action": "SCMP_ACT_ALLOW", "args": args, "comment": comment})
     return {
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": 1,

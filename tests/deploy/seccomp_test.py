@@ -44,8 +44,9 @@ def report(ok, line):
         failures.append(line)
 
 
-def allowed_names(profile):
-    return {n for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" for n in rule["names"]}
+def allowed_names(profile, conditional=True):
+    return {n for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW"
+            and (conditional or not rule.get("args")) for n in rule["names"]}
 
 
 class Daemon:
@@ -55,9 +56,18 @@ class Daemon:
         self.socket = os.path.join(tmp, "mount-helper.sock")
         self.audit = os.path.join(tmp, "audit.jsonl")
         os.makedirs(os.path.join(tmp, "instances"), exist_ok=True)
+        # A lower layer for explicit-layer prepares (real overlay mounts).
+        self.layer = os.path.join(tmp, "layers", "l1")
+        os.makedirs(os.path.join(self.layer, "etc"), exist_ok=True)
+        with open(os.path.join(self.layer, "etc", "hello"), "w") as f:
+            f.write("hello\n")
+        # Debian's static busybox (busybox-static), for Exec into the rootfs.
+        os.makedirs(os.path.join(self.layer, "bin"), exist_ok=True)
+        shutil.copy2("/bin/busybox", os.path.join(self.layer, "bin", "busybox"))
         read_end, write_end = os.pipe()
         cmd = [args.daemon, f"--socket={self.socket}", f"--audit_log={self.audit}",
                f"--instance_base={os.path.join(tmp, 'instances')}", "--shutdown_grace=2s",
+               f"--layer_root={os.path.join(tmp, 'layers')}",
                f"--ready_fd={write_end}"]
         if profile:
             cmd = [sys.executable, os.path.join(HERE, "seccomp_run.py"), profile, "--"] + cmd
@@ -91,17 +101,27 @@ class Daemon:
         return code
 
 
+def mounts_under(path):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path + "/")]
+
+
 def run(cmd):
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         return ("timeout", "")
     first = (p.stderr.strip().split() or [""])[0].rstrip(":")
-    return (p.returncode, first if p.returncode else "")
+    # Exec answers carry the workload's status in the response.
+    status = " ".join(line.strip() for line in p.stdout.splitlines()
+                      if line.strip().startswith(("exit_code:", "signal:")))
+    return (p.returncode, first if p.returncode else "", status)
 
 
-def calls(args, socket):
+def calls(args, socket, layer):
     c = args.client
+    inst = 'instance { namespace: "sc-test" name: "seccomp" }'
+    prepare = f'{inst} layers {{ paths: "{layer}" }}'
     return [
         ("sc-exec --health", [args.sc_exec, "--health", "--socket", socket]),
         ("sc-exec --whoami", [args.sc_exec, "--whoami", "--socket", socket]),
@@ -115,6 +135,21 @@ def calls(args, socket):
         ("ReleaseRootfs", [c, socket, "ReleaseRootfs", 'instance { namespace: "sc-test" name: "seccomp" }']),
         ("PrepareRootfs (bad layers)", [c, socket, "PrepareRootfs",
                                         'instance { namespace: "sc-test" name: "seccomp" } layers { paths: "/nonexistent" }']),
+        # Real mounts: overlay + proc/dev/sys/devpts/shm/tmp, then unmount.
+        ("PrepareRootfs (explicit layer)", [c, socket, "PrepareRootfs", prepare]),
+        ("PrepareRootfs again (idempotent)", [c, socket, "PrepareRootfs", prepare]),
+        ("GetInstance (prepared)", [c, socket, "GetInstance", inst]),
+        ("ListInstances (one)", [c, socket, "ListInstances", ""]),
+        # The exec child under the daemon's profile: namespaces, chroot,
+        # dropping privileges, the workload's own filter, execve.
+        ("Exec true (operator, by name)", [c, socket, "Exec", f'argv: "/bin/busybox" argv: "true" {inst}']),
+        ("Exec exit 7", [c, socket, "Exec", f'argv: "/bin/busybox" argv: "sh" argv: "-c" argv: "exit 7" {inst}']),
+        ("Exec cat /etc/hello", [c, socket, "Exec", f'argv: "/bin/busybox" argv: "cat" argv: "/etc/hello" {inst}']),
+        ("Exec not found", [c, socket, "Exec", f'argv: "/nonexistent" {inst}']),
+        ("Exec with a tty", [c, socket, "Exec",
+                             f'tty: true window_size {{ rows: 24 cols: 80 }} argv: "/bin/busybox" argv: "tty" {inst}']),
+        ("ReleaseRootfs (prepared)", [c, socket, "ReleaseRootfs", inst]),
+        ("ReleaseRootfs again", [c, socket, "ReleaseRootfs", inst]),
         ("Exec", [c, socket, "Exec", 'argv: "/bin/true"']),
     ]
 
@@ -127,20 +162,27 @@ def differential(args):
             d = Daemon(args, tmp, PROFILE if mode == "confined" else None)
             report(d.ready, f"{mode} daemon reports READY")
             outcome = {}
-            for name, cmd in calls(args, d.socket):
+            for name, cmd in calls(args, d.socket, d.layer):
                 outcome[name] = run(cmd)
             code = d.stop()
-            outcome["SIGTERM exit"] = (code, "")
-            outcome["socket removed"] = (not os.path.exists(d.socket), "")
-            outcome["audit log written"] = (os.path.exists(d.audit) and os.path.getsize(d.audit) > 0, "")
+            outcome["SIGTERM exit"] = (code,)
+            outcome["socket removed"] = (not os.path.exists(d.socket),)
+            outcome["audit log written"] = (os.path.exists(d.audit) and os.path.getsize(d.audit) > 0,)
             results[mode] = outcome
             if mode == "confined" and failures:
                 with open(os.path.join(tmp, "daemon.log")) as f:
                     print(f.read()[-3000:])
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            leftover = mounts_under(tmp)
+            if leftover:
+                subprocess.run(["umount", "-R", "-l", os.path.join(tmp, "instances")], check=False)
+            report(not leftover, f"{mode}: nothing left mounted under the temp dir")
+            if not mounts_under(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
     u, c = results["unconfined"], results["confined"]
-    report(u["sc-exec --health"][0] == 0, "unconfined daemon is healthy (the comparison means something)")
+    report(u["sc-exec --health"][0] == 0 and u["PrepareRootfs (explicit layer)"][0] == 0
+           and u["Exec exit 7"] == (0, "", "exit_code: 7"),
+           "unconfined daemon is healthy, prepares a rootfs and execs in it (the comparison means something)")
     for name in u:
         report(u[name] == c[name], f"under the profile: {name}: {c[name]} (unconfined: {u[name]})")
 
@@ -209,6 +251,10 @@ def main():
     bad = sorted(allowed_names(profile) & set(generate.FORBIDDEN))
     report(not bad, "no forbidden syscall is allowed" + (f": {bad}" if bad else ""))
     report(profile["defaultAction"] == "SCMP_ACT_ERRNO", "default action is SCMP_ACT_ERRNO")
+    unshare_rules = [r for r in profile["syscalls"] if "unshare" in r["names"]]
+    report(len(unshare_rules) == 1 and unshare_rules[0].get("args") == [
+        {"index": 0, "value": 0x10000000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+        "unshare is allowed only without CLONE_NEWUSER")
     report("SCMP_ARCH_X86" not in profile["architectures"] and "SCMP_ARCH_X32" not in profile["architectures"],
            "32-bit syscall ABIs are not allowed")
 
@@ -219,6 +265,13 @@ def main():
             print("SKIP the daemon runs need root")
             return 77 if not failures else 1
     else:
+        runner = [sys.executable, os.path.join(HERE, "seccomp_run.py"), PROFILE, "--"]
+        r = subprocess.run(runner + ["/usr/bin/unshare", "-m", "-u", "-i", "-n", "-p", "-f", "/bin/true"],
+                           capture_output=True, text=True, timeout=30)
+        report(r.returncode == 0, f"under the profile, unshare of mnt/uts/ipc/net/pid works ({r.stderr.strip()})")
+        r = subprocess.run(runner + ["/usr/bin/unshare", "-U", "/bin/true"], capture_output=True, text=True, timeout=30)
+        report(r.returncode != 0 and "not permitted" in r.stderr,
+               f"under the profile, unshare of a user namespace is refused ({r.stderr.strip()})")
         differential(args)
         negative_control(args)
         coverage(args, ci)
