@@ -27,6 +27,13 @@ std::set<dev_t> DevicesOn(const std::vector<MountInfoEntry>& table, absl::string
   return devs;
 }
 
+bool HasOption(absl::string_view options, absl::string_view option) {
+  for (absl::string_view o : absl::StrSplit(options, ',')) {
+    if (o == option) return true;
+  }
+  return false;
+}
+
 std::string CleanBase(absl::string_view base) {
   std::string out(base);
   while (out.size() > 1 && out.back() == '/') out.pop_back();
@@ -57,8 +64,13 @@ InstanceLayout LayoutFor(absl::string_view base, absl::string_view ns, absl::str
 
 const std::vector<RequiredMount>& RequiredMounts() {
   static const std::vector<RequiredMount> kMounts = {
-      {"", "overlay"},       {"proc", "proc"},     {"dev", "/dev bind"},
-      {"dev/pts", "devpts"}, {"dev/shm", "tmpfs"}, {"sys", "/sys bind"},
+      {"", "overlay"},
+      {"proc", "proc"},
+      {"proc/sys", "read-only /proc/sys"},
+      {"dev", "/dev bind"},
+      {"dev/pts", "devpts"},
+      {"dev/shm", "tmpfs"},
+      {"sys", "read-only /sys bind"},
   };
   return kMounts;
 }
@@ -127,6 +139,8 @@ InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::stri
         if (e.target != target) continue;
         if (rel == "proc") {
           found = found || e.fstype == "proc";
+        } else if (rel == "proc/sys") {
+          found = found || (e.fstype == "proc" && HasOption(e.vfs_options, "ro"));
         } else if (rel == "dev") {
           found = found || host_dev.count(e.devno) > 0;
         } else if (rel == "sys") {

@@ -63,6 +63,7 @@ struct InstanceView {
 // in place when:
 //   ""         an overlay mounted on the rootfs itself;
 //   proc       a proc mount on <rootfs>/proc;
+//   proc/sys   a read-only proc mount on <rootfs>/proc/sys;
 //   dev, sys   a mount on <rootfs>/dev (resp. /sys) of the same device as the
 //              table's own /dev (resp. sysfs);
 //   dev/pts    a devpts, dev/shm a tmpfs, on those paths, that is not one of

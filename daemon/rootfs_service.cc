@@ -251,6 +251,27 @@ absl::Status PrepareTmp(int rootfs_fd) {
   return absl::OkStatus();
 }
 
+// Binds `name` in `dir_fd` read-only over itself, unless it is a mount point
+// already (a previous, interrupted prepare did it) or does not exist (the
+// kernel lacks it). Returns whether it mounted.
+absl::StatusOr<bool> ReadOnlyOverSelf(int dir_fd, const char* name) {
+  absl::StatusOr<UniqueFd> fd = OpenBeneath(dir_fd, name, O_PATH);
+  if (!fd.ok()) {
+    if (absl::IsNotFound(fd.status())) return false;
+    return fd.status();
+  }
+  absl::StatusOr<int> dir_mnt = MountIdOf(dir_fd);
+  absl::StatusOr<int> mnt = MountIdOf(fd->get());
+  if (!dir_mnt.ok()) return dir_mnt.status();
+  if (!mnt.ok()) return mnt.status();
+  if (*dir_mnt != *mnt) return false;
+  uint64_t attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+  if (absl::Status s = BindAt(fd->get(), fd->get(), false, attrs, false); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("read-only /proc/", name, ": ", s.message()));
+  }
+  return true;
+}
+
 absl::StatusOr<UniqueFd> OpenHostDir(const char* path) {
   UniqueFd fd(open(path, O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return ErrnoStatus(errno, absl::StrCat("open ", path));
@@ -301,6 +322,20 @@ absl::StatusOr<int> CompleteInstance(int instance_fd, const InstanceView& view,
     if (absl::Status s = MountNewAt("proc", {}, kNoSuidDevExec, at->get()); !s.ok()) return s;
     ++mounted;
   }
+  if (missing("proc/sys")) {
+    // A workload runs without capabilities but possibly as uid 0, and root
+    // owns these files: kernel knobs (sysctl) and sysrq-trigger (which can
+    // reboot the node) must not be writable through the rootfs. Read-only
+    // binds over them, as container runtimes do; proc/sys last, since the
+    // state derivation takes it as the sign that this step is done.
+    absl::StatusOr<UniqueFd> proc = OpenBeneath(rootfs->get(), "proc", O_PATH | O_DIRECTORY);
+    if (!proc.ok()) return proc.status();
+    for (const char* name : {"sysrq-trigger", "irq", "bus", "fs", "sys"}) {
+      absl::StatusOr<bool> done = ReadOnlyOverSelf(proc->get(), name);
+      if (!done.ok()) return done.status();
+      if (*done) ++mounted;
+    }
+  }
   if (missing("dev")) {
     absl::StatusOr<UniqueFd> at = MakeDirBeneath(rootfs->get(), "dev", 0755);
     if (!at.ok()) return at.status();
@@ -347,7 +382,11 @@ absl::StatusOr<int> CompleteInstance(int instance_fd, const InstanceView& view,
     if (!at.ok()) return at.status();
     absl::StatusOr<UniqueFd> src = OpenHostDir("/sys");
     if (!src.ok()) return src.status();
-    if (absl::Status s = BindAt(src->get(), at->get(), true, kNoSuidDevExec, true); !s.ok()) {
+    // Read-only: root-owned sysfs files are writable by a uid-0 workload
+    // even without capabilities.
+    if (absl::Status s =
+            BindAt(src->get(), at->get(), true, kNoSuidDevExec | MOUNT_ATTR_RDONLY, true);
+        !s.ok()) {
       return s;
     }
     ++mounted;

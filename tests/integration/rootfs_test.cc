@@ -218,6 +218,16 @@ TEST_CASE("a prepared rootfs persists its writes across release and prepare", "[
   CHECK(fs::exists(rootfs + "/dev/null"));
   CHECK(fs::exists(rootfs + "/sys/kernel"));
   CHECK(fs::exists(rootfs + "/dev/pts/ptmx"));
+  // Kernel knobs are not writable through it, even by uid 0 (a workload has
+  // no capabilities, but may be root-owned files' owner); /proc/self is.
+  CHECK(access((rootfs + "/proc/sys/kernel/hostname").c_str(), W_OK) != 0);
+  CHECK(errno == EROFS);
+  if (access("/proc/sysrq-trigger", F_OK) == 0) {  // kernels without MAGIC_SYSRQ lack it
+    CHECK(access((rootfs + "/proc/sysrq-trigger").c_str(), W_OK) != 0);
+    CHECK(errno == EROFS);
+  }
+  CHECK(access((rootfs + "/sys/kernel").c_str(), W_OK) != 0);
+  CHECK(access((rootfs + "/proc/self/comm").c_str(), W_OK) == 0);
   struct stat st {};
   REQUIRE(stat((rootfs + "/tmp").c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 01777);

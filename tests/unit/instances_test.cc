@@ -47,7 +47,7 @@ TEST_CASE("a fully mounted instance is READY, with its layers", "[instances]") {
   CHECK(view.overlay.id == 44);
   CHECK(view.layers.lowerdirs.size() == 2);
   CHECK(view.layers.upperdir == "/var/lib/stoppablecontainer/team-a/box/upper");
-  CHECK(view.mounts.size() == 14);
+  CHECK(view.mounts.size() == 18);
   CHECK(view.mounts.front().target == kRootfs);
 }
 
@@ -55,7 +55,7 @@ TEST_CASE("copies brought by the /dev bind do not count as our devpts and shm", 
   // Overlay, proc and the /dev bind with the host's pts/shm copies: partial.
   InstanceView view = DeriveInstance(Table("instance-partial.txt"), kRootfs);
   CHECK(view.status == InstanceStatus::kPartial);
-  CHECK(view.missing == std::vector<std::string>{"dev/pts", "dev/shm", "sys"});
+  CHECK(view.missing == std::vector<std::string>{"proc/sys", "dev/pts", "dev/shm", "sys"});
   CHECK(view.present == std::vector<std::string>{"", "proc", "dev"});
 }
 
