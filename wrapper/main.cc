@@ -1,5 +1,7 @@
 // sc-exec: the static client of the mount-helper. See --help.
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -126,7 +128,21 @@ int WaitUntilReady(const sc::Options& options) {
                    options.wait_seconds, reason.c_str());
       next_progress = now + std::chrono::seconds(5);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    // Waiting, not sleeping: the signals are blocked (signals.h), so a stop
+    // request during the wait is taken here, and as PID 1 orphans are reaped.
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : sc::kForwardedSignals) sigaddset(&set, sig);
+    sigaddset(&set, SIGCHLD);
+    timespec pause{0, 500 * 1000 * 1000};
+    int sig = sigtimedwait(&set, nullptr, &pause);
+    if (sig == SIGCHLD) {
+      while (waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+    } else if (sig > 0 && sig != SIGUSR1 && sig != SIGUSR2) {
+      std::fprintf(stderr, "sc-exec: stopped by signal %d while waiting\n", sig);
+      return 128 + sig;
+    }
   }
 }
 

@@ -725,6 +725,17 @@ TEST_CASE("exec: sc-exec --ready and --entrypoint wait for the rootfs", "[exec]"
   INFO(entry.Describe() << " err=" << entry.err);
   CHECK(entry.exit_code == 123);
   CHECK(entry.err.find("waiting for the rootfs") != std::string::npos);
+  // A stop request while waiting ends the wait (on a pty: stderr readable).
+  std::vector<std::string> argv = pod.ExecPrefix();
+  for (const std::string& a :
+       {ScExecBinary(), std::string("--socket"), daemon.socket_path(), std::string("--entrypoint"),
+        std::string("--wait"), std::string("60"), std::string("true")}) {
+    argv.push_back(a);
+  }
+  Child stopped(argv, true);
+  REQUIRE(stopped.WaitFor("waiting for the rootfs", milliseconds(15000)));
+  REQUIRE(kill(stopped.pid(), SIGTERM) == 0);
+  CHECK(stopped.Wait(milliseconds(15000)) == 128 + SIGTERM);
 }
 
 TEST_CASE("exec: an operator execs into a named instance in fresh namespaces", "[exec]") {
