@@ -885,7 +885,9 @@ TEST_CASE("prepare/release latency and mount count over 100 cycles", "[.bench][r
   std::sort(release_ms.begin(), release_ms.end());
   WARN("prepare median " << prepare_ms[50] << " ms, release median " << release_ms[50]
                          << " ms; mounts before " << before << " after " << after);
-  CHECK(after == before);
+  // The whole table is shared with whatever else runs on the machine, so
+  // only this node's part is asserted; the totals are the reported figure.
+  CHECK(MountLines(node.dir.path()).empty());
 }
 
 }  // namespace sc::test
