@@ -864,6 +864,55 @@ TEST_CASE("a consumer pod's CheckRootfs finds its prepared instance", "[rootfs][
   REQUIRE_OK(node.Release("ns", "consumed", &rel));
 }
 
+TEST_CASE("a consumer pod started before prepare sees the rootfs come and go",
+          "[rootfs][propagation]") {
+  SC_REQUIRE_ROOT();
+  Node node;
+  // On a node the instance base sits on a shared mount (systemd makes / shared);
+  // here /tmp is private, so the test makes the base a shared mount of its own.
+  fs::create_directories(node.base);
+  REQUIRE(mount(node.base.c_str(), node.base.c_str(), nullptr, MS_BIND, nullptr) == 0);
+  REQUIRE(mount(nullptr, node.base.c_str(), nullptr, MS_SHARED, nullptr) == 0);
+  std::string inst_dir = node.InstanceDir("ns", "later");
+  fs::create_directories(inst_dir + "/rootfs");  // the hostPath, DirectoryOrCreate
+  PodOptions options;
+  options.rootfs_host_path = inst_dir + "/rootfs";  // rbind + rslave: HostToContainer
+  SimulatedPod consumer(options);
+  REQUIRE(consumer.started());
+  const std::string sock = node.daemon->socket_path();
+  ProcessResult r = PodCall(consumer, sock, "CheckRootfs", "");
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("ready: true") == std::string::npos);
+
+  v1::Instance inst;
+  REQUIRE_OK(node.Prepare("ns", "later", {node.busybox}, &inst));
+  // Propagated into the pod: the overlay and the mounts made inside it.
+  r = consumer.Exec({"/bin/sh", "-c", "cat /rootfs/etc/image-release && ls /rootfs/proc/self/"});
+  INFO(r.Describe() << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("busybox layer") != std::string::npos);
+  r = PodCall(consumer, sock, "CheckRootfs", "");
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("ready: true") != std::string::npos);
+  // The consumer pod has the rootfs mounted, so it may bind into it.
+  WriteAll(node.binds + "/hostname", "later\n");
+  r = PodCall(consumer, sock, "BindMount",
+              "instance{namespace:\"ns\" name:\"later\"} source:\"" + node.binds +
+                  "/hostname\" target:\"/etc/hostname\" read_only:true");
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  r = consumer.Exec({"/bin/cat", "/rootfs/etc/hostname"});
+  CHECK(r.out == "later\n");
+
+  v1::ReleaseRootfsResponse rel;
+  REQUIRE_OK(node.Release("ns", "later", &rel));
+  r = consumer.Exec({"/bin/sh", "-c", "ls -A /rootfs | wc -l"});
+  CHECK(r.out == "0\n");  // gone from the pod too
+  r = PodCall(consumer, sock, "CheckRootfs", "");
+  CHECK(r.out.find("ready: true") == std::string::npos);
+  CHECK(MountLines(inst_dir).empty());
+}
+
 TEST_CASE("prepare/release latency and mount count over 100 cycles", "[.bench][rootfs]") {
   SC_REQUIRE_ROOT();
   Node node;
