@@ -22,6 +22,7 @@ std::string HelpText() {
 
        sc-exec --entrypoint [--workdir DIR] [--wait SECONDS] [--] CMD [ARGS...]
        sc-exec --ready
+       sc-exec --provide NAMESPACE/NAME [--ready] [--wait SECONDS]
 
 Runs CMD inside this pod's StoppableContainer rootfs, through the node's
 mount-helper daemon, and exits with CMD's status. CMD is looked up in the
@@ -45,6 +46,16 @@ Modes:
                   also reaps orphaned zombies.
   --ready         readiness probe: exit 0 when the daemon answers and the
                   rootfs is ready, 123 (reason on stderr) when not ready.
+  --provide NAMESPACE/NAME
+                  the provider container of a provider pod: waits for the
+                  daemon (bounded by --wait, default 300 s), asks it to
+                  prepare instance NAMESPACE/NAME with the lower layers of
+                  this pod's container that has ROOTFS_MARKER=true, then
+                  waits; on SIGTERM, SIGINT or SIGHUP it releases the rootfs
+                  (unmounted; the instance's upper layer is kept) and exits
+                  0. The pod must mount the instance's directory.
+                  With --ready: the provider's readiness probe, 0 when the
+                  instance is READY.
 
 Options:
   --workdir DIR   working directory inside the rootfs (default: the current
@@ -110,6 +121,10 @@ std::string ParseCommandLine(int argc, char** argv, Options* options) {
       options->tty = 1;
     } else if (arg == "--no-tty") {
       options->tty = 0;
+    } else if (arg == "--provide") {
+      if (++i >= argc) return "--provide needs NAMESPACE/NAME";
+      std::string error = ParseInstanceName(argv[i], &options->provide_ns, &options->provide_name);
+      if (!error.empty()) return "--provide: " + error;
     } else if (arg == "--instance") {
       if (++i >= argc) return "--instance needs NAMESPACE/NAME";
       std::string error =
@@ -144,6 +159,13 @@ std::string ParseCommandLine(int argc, char** argv, Options* options) {
     }
   }
   options->argv.assign(argv + i, argv + argc);
+  if (!options->provide_name.empty()) {
+    if (options->mode != Mode::kRun && options->mode != Mode::kReady) {
+      return "--provide goes with --ready only";
+    }
+    if (!options->argv.empty()) return "--provide takes no command";
+    options->mode = options->mode == Mode::kReady ? Mode::kProvideReady : Mode::kProvide;
+  }
   if ((options->mode == Mode::kRun || options->mode == Mode::kEntrypoint) &&
       options->argv.empty()) {
     return "no command given";

@@ -7,11 +7,13 @@
 namespace sc {
 
 enum class Mode {
-  kRun,         // sc-exec CMD ARGS... (or invoked through a symlink named CMD)
-  kEntrypoint,  // --entrypoint: wait until ready, then run (as PID 1: reap)
-  kReady,       // --ready: readiness probe
-  kHealth,      // --health: is the daemon SERVING?
-  kWhoAmI,      // --whoami: the identity the daemon sees
+  kRun,           // sc-exec CMD ARGS... (or invoked through a symlink named CMD)
+  kEntrypoint,    // --entrypoint: wait until ready, then run (as PID 1: reap)
+  kReady,         // --ready: readiness probe
+  kHealth,        // --health: is the daemon SERVING?
+  kWhoAmI,        // --whoami: the identity the daemon sees
+  kProvide,       // --provide NS/NAME: a provider pod's provider container
+  kProvideReady,  // --provide NS/NAME --ready: its readiness probe
   kHelp,
   kVersion,
 };
@@ -26,6 +28,8 @@ struct Options {
   std::string rootfs_path;        // --rootfs; "" = the daemon's default
   std::string instance_ns;        // --instance NS/NAME (operators)
   std::string instance_name;
+  std::string provide_ns;  // --provide NS/NAME
+  std::string provide_name;
 };
 
 // Parses sc-exec's command line. argv[0]'s base name decides between the

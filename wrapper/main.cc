@@ -14,6 +14,7 @@
 #include "mounthelper.grpc.pb.h"
 #include "wrapper/cli.h"
 #include "wrapper/connection.h"
+#include "wrapper/provide.h"
 #include "wrapper/signals.h"
 #include "wrapper/stream.h"
 
@@ -171,6 +172,15 @@ int main(int argc, char** argv) {
   if (options.mode == sc::Mode::kVersion) {
     std::puts("sc-exec " SC_VERSION);
     return 0;
+  }
+  if (options.mode == sc::Mode::kProvide || options.mode == sc::Mode::kProvideReady) {
+    sc::ProviderOptions provider;
+    provider.socket_path = options.socket_path;
+    provider.instance_namespace = options.provide_ns;
+    provider.instance_name = options.provide_name;
+    provider.daemon_wait_seconds = options.wait_seconds;
+    Exit(options.mode == sc::Mode::kProvide ? sc::RunProvider(provider)
+                                            : sc::ProviderReady(provider));
   }
   if (options.mode == sc::Mode::kReady) {
     std::string reason;

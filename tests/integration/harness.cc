@@ -170,6 +170,86 @@ std::string RandomHex(size_t n) {
   return out;
 }
 
+void MakeBusyboxTree(const std::string& dir) {
+  for (const char* sub : {"/bin", "/etc", "/tmp", "/proc", "/sys", "/dev", "/root"}) {
+    fs::create_directories(dir + sub);
+  }
+  fs::permissions(dir + "/tmp", fs::perms::all | fs::perms::sticky_bit);
+  fs::copy_file("/bin/busybox", dir + "/bin/busybox", fs::copy_options::overwrite_existing);
+  ProcessResult list = Run({"/bin/busybox", "--list"});
+  REQUIRE(list.exit_code == 0);
+  std::istringstream applets(list.out);
+  std::string applet;
+  while (applets >> applet) {
+    if (applet == "busybox") continue;
+    std::error_code ec;
+    fs::create_symlink("busybox", dir + "/bin/" + applet, ec);
+  }
+  std::ofstream(dir + "/etc/passwd") << "root:x:0:0:root:/root:/bin/sh\n";
+  std::ofstream(dir + "/etc/group") << "root:x:0:\n";
+}
+
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv) {
+  char tmpl[] = "/tmp/sc-test-bg-XXXXXX";
+  int fd = mkstemp(tmpl);
+  if (fd < 0) FAIL("mkstemp: " << strerror(errno));
+  UniqueFd out(fd);
+  output_path_ = tmpl;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, out.get(), 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  std::vector<char*> args = CStrings(argv);
+  int rc = posix_spawnp(&pid_, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) FAIL("posix_spawn " << argv[0] << ": " << strerror(rc));
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    WaitFor(pid_, milliseconds(10000));
+  }
+  unlink(output_path_.c_str());
+}
+
+void BackgroundProcess::Signal(int sig) const {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+ProcessResult BackgroundProcess::Wait(milliseconds timeout) {
+  ProcessResult result;
+  int status = pid_ > 0 ? WaitFor(pid_, timeout) : -1;
+  if (status == -1) {
+    result.timed_out = true;
+  } else {
+    pid_ = -1;
+    FillResult(status, &result);
+  }
+  result.out = Output();
+  return result;
+}
+
+std::string BackgroundProcess::Output() const { return ReadFile(output_path_); }
+
+bool PollUntil(const std::function<bool()>& condition, milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (!condition()) {
+    if (Clock::now() >= deadline) return false;
+    pollfd none{};
+    poll(&none, 0, 10);
+  }
+  return true;
+}
+
 std::string ProcessResult::Describe() const {
   std::string what = timed_out     ? "timed out"
                      : signal != 0 ? "killed by signal " + std::to_string(signal)
@@ -590,8 +670,8 @@ void SetUpPodRoot(const std::string& pod_root, const std::string& rootfs,
     for (const char* d : {"/upper", "/work", "/merged"}) {
       if (mkdir((pod_root + d).c_str(), 0755) != 0) Die("mkdir overlay dirs");
     }
-    std::string options = "lowerdir=" + lower + ",upperdir=" + pod_root + "/upper,workdir=" +
-                          pod_root + "/work";
+    std::string options =
+        "lowerdir=" + lower + ",upperdir=" + pod_root + "/upper,workdir=" + pod_root + "/work";
     root = pod_root + "/merged";
     if (mount("overlay", root.c_str(), "overlay", 0, options.c_str()) != 0) Die("mount overlay");
   }

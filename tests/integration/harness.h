@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -169,6 +170,35 @@ class SimulatedPod {
 int PodInitMain(int argc, char** argv);
 int PodExecMain(int argc, char** argv);
 int PodReaperMain();
+
+// A busybox root filesystem in `dir`: /bin/busybox from Debian's
+// busybox-static with every applet as a symlink, /etc/passwd, /tmp (1777).
+void MakeBusyboxTree(const std::string& dir);
+
+// A process left running while the test goes on: stdout and stderr go to a
+// file, stdin is /dev/null. Destruction SIGKILLs and reaps it if still there.
+class BackgroundProcess {
+ public:
+  explicit BackgroundProcess(const std::vector<std::string>& argv);
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) const;
+  // Waits (bounded) for the exit; the result has timed_out set if it did not.
+  ProcessResult Wait(milliseconds timeout);
+  // What it printed so far (stdout and stderr, interleaved).
+  std::string Output() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string output_path_;
+};
+
+// Polls `condition` every 10 ms until it holds or `timeout` passes. For
+// states that have no event to wait on (a kernel table, another process).
+bool PollUntil(const std::function<bool()>& condition, milliseconds timeout);
 
 // Random lowercase hex of `n` characters.
 std::string RandomHex(size_t n);

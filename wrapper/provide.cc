@@ -1,0 +1,175 @@
+#include "wrapper/provide.h"
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include "common/exit_codes.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "mounthelper.grpc.pb.h"
+#include "wrapper/connection.h"
+
+namespace sc {
+namespace {
+
+namespace v1 = ::stoppablecontainer::mounthelper::v1;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kReleaseTimeout = std::chrono::seconds(60);
+
+const char* CodeName(grpc::StatusCode code) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  int i = static_cast<int>(code);
+  return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
+}
+
+std::string InstanceText(const ProviderOptions& o) {
+  return o.instance_namespace + "/" + o.instance_name;
+}
+
+v1::InstanceRef Ref(const ProviderOptions& o) {
+  v1::InstanceRef ref;
+  ref.set_namespace_(o.instance_namespace);
+  ref.set_name(o.instance_name);
+  return ref;
+}
+
+bool Serving(grpc::Channel* channel) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      std::shared_ptr<grpc::Channel>(channel, [](grpc::Channel*) {}));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::health::v1::HealthCheckResponse response;
+  return stub->Check(&context, {}, &response).ok() &&
+         response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+// Waits for a stop signal for at most `timeout`; returns it, or 0.
+int WaitForSignal(const sigset_t& signals, std::chrono::milliseconds timeout) {
+  timespec ts{static_cast<time_t>(timeout.count() / 1000),
+              static_cast<long>(timeout.count() % 1000) * 1000000L};
+  int sig = sigtimedwait(&signals, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+}  // namespace
+
+int RunProvider(const ProviderOptions& options) {
+  // Blocked before gRPC starts its threads, so that only sigtimedwait/sigwait
+  // below receive them — also as PID 1, which ignores unhandled signals.
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop, sig);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  // The daemon may start after us (a DaemonSet rolling out): wait, bounded.
+  const auto deadline = Clock::now() + std::chrono::seconds(options.daemon_wait_seconds);
+  Connection connection;
+  auto next_progress = Clock::now();
+  while (true) {
+    connection = ConnectToDaemon(options.socket_path);
+    if (connection.channel && Serving(connection.channel.get())) break;
+    if (Clock::now() >= deadline) {
+      std::fprintf(stderr, "sc-exec: cannot reach mount-helper at %s: %s\n",
+                   options.socket_path.c_str(),
+                   connection.error.empty() ? "not serving" : connection.error.c_str());
+      return kExitUnreachable;
+    }
+    if (Clock::now() >= next_progress) {
+      std::fprintf(stderr, "sc-exec: waiting for mount-helper at %s (%s)\n",
+                   options.socket_path.c_str(),
+                   connection.error.empty() ? "not serving yet" : connection.error.c_str());
+      next_progress = Clock::now() + std::chrono::seconds(5);
+    }
+    if (WaitForSignal(stop, std::chrono::milliseconds(500)) != 0) return 0;  // nothing prepared
+  }
+  auto stub = v1::MountHelper::NewStub(connection.channel);
+
+  v1::PrepareRootfsRequest prepare;
+  *prepare.mutable_instance() = Ref(options);
+  prepare.mutable_provider()->set_wait_ms(static_cast<uint32_t>(options.marker_wait_seconds) *
+                                          1000u);
+  v1::Instance instance;
+  {
+    grpc::ClientContext context;
+    // The daemon bounds its wait for the marker container; this only guards
+    // against a daemon that never answers.
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
+    grpc::Status status = stub->PrepareRootfs(&context, prepare, &instance);
+    if (!status.ok()) {
+      std::fprintf(stderr, "sc-exec: preparing %s refused: %s: %s\n", InstanceText(options).c_str(),
+                   CodeName(status.error_code()), status.error_message().c_str());
+      return kExitRefused;
+    }
+  }
+  std::fprintf(stderr, "sc-exec: instance %s ready at %s (%s)\n", InstanceText(options).c_str(),
+               instance.rootfs().c_str(), instance.created() ? "mounted" : "already mounted");
+
+  int sig = 0;
+  while (sigwait(&stop, &sig) != 0) {
+  }
+  std::fprintf(stderr, "sc-exec: signal %d: releasing %s\n", sig, InstanceText(options).c_str());
+
+  v1::ReleaseRootfsRequest release;
+  *release.mutable_instance() = Ref(options);
+  v1::ReleaseRootfsResponse released;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kReleaseTimeout);
+  grpc::Status status = stub->ReleaseRootfs(&context, release, &released);
+  if (!status.ok()) {
+    std::fprintf(stderr, "sc-exec: releasing %s failed: %s: %s\n", InstanceText(options).c_str(),
+                 CodeName(status.error_code()), status.error_message().c_str());
+    return kExitRefused;
+  }
+  std::fprintf(stderr, "sc-exec: released %s (%u unmounted, %u lazily detached; data kept)\n",
+               InstanceText(options).c_str(), released.unmounted(), released.lazily_detached());
+  return 0;
+}
+
+int ProviderReady(const ProviderOptions& options) {
+  Connection connection = ConnectToDaemon(options.socket_path);
+  if (!connection.channel) {
+    std::fprintf(stderr, "sc-exec: cannot reach mount-helper at %s: %s\n",
+                 options.socket_path.c_str(), connection.error.c_str());
+    return kExitUnreachable;
+  }
+  auto stub = v1::MountHelper::NewStub(connection.channel);
+  v1::GetInstanceRequest request;
+  *request.mutable_instance() = Ref(options);
+  v1::Instance instance;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Status status = stub->GetInstance(&context, request, &instance);
+  if (!status.ok()) {
+    std::fprintf(stderr, "sc-exec: %s: %s: %s\n", InstanceText(options).c_str(),
+                 CodeName(status.error_code()), status.error_message().c_str());
+    return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnreachable : kExitNotReady;
+  }
+  if (instance.state() != v1::Instance::READY) {
+    std::fprintf(stderr, "sc-exec: instance %s is %s\n", InstanceText(options).c_str(),
+                 v1::Instance::State_Name(instance.state()).c_str());
+    return kExitNotReady;
+  }
+  return 0;
+}
+
+}  // namespace sc
