@@ -12,8 +12,14 @@ packages=(
   # fuzzing and sanitizers
   clang libclang-rt-14-dev
   # tests and scripts: the rootfs, pods, processes
-  busybox-static util-linux procps file strace
+  busybox-static util-linux procps file strace python3
   nodejs
+  # deploy/: the FROM scratch image is built offline in a test
+  buildah
+  # scripts/e2e-containerd.sh: a private containerd with runc, images made offline
+  containerd runc umoci
+  # scripts/bench.sh
+  hyperfine
 )
 if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi
 if ! command -v kubectl >/dev/null 2>&1; then packages+=(kubernetes-client); fi
