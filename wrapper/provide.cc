@@ -129,12 +129,29 @@ int RunProvider(const ProviderOptions& options) {
   }
   std::fprintf(stderr, "sc-exec: signal %d: releasing %s\n", sig, InstanceText(options).c_str());
 
+  // A fresh connection: the daemon may have been restarted (upgraded, or
+  // killed) since Prepare, and a channel made from a connected fd does not
+  // reconnect. Retried, bounded, while the daemon is away.
   v1::ReleaseRootfsRequest release;
   *release.mutable_instance() = Ref(options);
   v1::ReleaseRootfsResponse released;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + kReleaseTimeout);
-  grpc::Status status = stub->ReleaseRootfs(&context, release, &released);
+  grpc::Status status;
+  const auto release_deadline = Clock::now() + kReleaseTimeout;
+  while (true) {
+    Connection fresh = ConnectToDaemon(options.socket_path);
+    if (fresh.channel) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + kReleaseTimeout);
+      status = v1::MountHelper::NewStub(fresh.channel)->ReleaseRootfs(&context, release, &released);
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    } else {
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE, fresh.error);
+    }
+    if (Clock::now() >= release_deadline) break;
+    std::fprintf(stderr, "sc-exec: mount-helper unavailable (%s); retrying the release\n",
+                 status.error_message().c_str());
+    WaitForSignal(stop, std::chrono::milliseconds(500));
+  }
   if (!status.ok()) {
     std::fprintf(stderr, "sc-exec: releasing %s failed: %s: %s\n", InstanceText(options).c_str(),
                  CodeName(status.error_code()), status.error_message().c_str());

@@ -73,6 +73,43 @@ TEST_CASE("sc-exec --provide prepares on start and releases on SIGTERM", "[provi
   CHECK(daemon.AuditLog().find("\"pod_uid\":\"" + pod.uid() + "\"") != std::string::npos);
 }
 
+TEST_CASE("sc-exec --provide releases through a daemon restarted since it prepared", "[provide]") {
+  SC_REQUIRE_ROOT();
+  TempDir node;
+  std::string image = node / "layers/image";
+  MakeBusyboxTree(image);
+  std::string instance = node / "instances/team-a/web";
+  fs::create_directories(instance);
+  std::vector<std::string> args = {"--instance_base=" + node / "instances",
+                                   "--layer_root=" + node / "layers", "--provider_wait=5s"};
+  auto daemon = std::make_unique<DaemonProcess>(node / "mh.sock", args);
+  REQUIRE(daemon->started());
+  PodOptions options;
+  options.init_env = {"ROOTFS_MARKER=true", "PATH=/bin"};
+  options.root_lower = image;
+  options.binds = {instance};
+  SimulatedPod pod(options);
+  REQUIRE(pod.started());
+  std::vector<std::string> provide = pod.ExecPrefix();
+  for (const std::string& arg : {ScExecBinary(), std::string("--socket"), daemon->socket_path(),
+                                 std::string("--provide"), std::string("team-a/web")}) {
+    provide.push_back(arg);
+  }
+  BackgroundProcess provider(provide);
+  REQUIRE(PollUntil([&] { return Mounted(instance + "/rootfs"); }, milliseconds(20000)));
+
+  // The daemon dies and comes back (an upgrade, a crash): the provider's old
+  // connection is gone, the instance stays mounted and is re-adopted.
+  daemon->Kill();
+  daemon = std::make_unique<DaemonProcess>(node / "mh.sock", args);
+  REQUIRE(daemon->started());
+  provider.Signal(SIGTERM);
+  ProcessResult done = provider.Wait(milliseconds(30000));
+  INFO(done.Describe() << "\n" << done.out);
+  CHECK(done.exit_code == 0);
+  CHECK_FALSE(Mounted(instance + "/rootfs"));
+}
+
 TEST_CASE("sc-exec --provide for an instance the pod has not mounted is refused", "[provide]") {
   SC_REQUIRE_ROOT();
   TempDir node;
