@@ -11,7 +11,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
-build=$top/${BUILD_DIR:-build}
+build=${BUILD_DIR:-build}
+[[ $build == /* ]] || build=$top/$build
 script_start=$(date +%s.%N)
 [[ $(id -u) == 0 ]] || { echo "e2e: needs root" >&2; exit 1; }
 
