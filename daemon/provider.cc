@@ -128,6 +128,23 @@ absl::StatusOr<ProviderLayers> OpenProviderLayers(const ProviderProcess& provide
     }
     layers.from_overlay = true;
   } else {
+    // overlayfs takes a private clone of each layer's mount, which the
+    // kernel allows only for mounts of the daemon's own mount namespace (and
+    // open_tree cannot clone from another one either). Entering the
+    // provider's namespace to hand out a detached clone is not done yet.
+    struct stat mine {
+    }, theirs{};
+    if (stat("/proc/self/ns/mnt", &mine) != 0) return ErrnoStatus(errno, "stat /proc/self/ns/mnt");
+    if (fstatat(provider.proc_dir.get(), "ns/mnt", &theirs, 0) != 0) {
+      return ErrnoStatus(errno, "stat the provider's ns/mnt");
+    }
+    if (mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the rootfs container (pid ", provider.pid,
+          ") does not stand on an overlay, and its root lies in another mount namespace, which "
+          "overlayfs cannot take as a layer; run it with an overlay snapshotter or give "
+          "explicit layers"));
+    }
     UniqueFd root(openat(provider.proc_dir.get(), "root", O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!root) return ErrnoStatus(errno, absl::StrCat("open /proc/", provider.pid, "/root"));
     layers.fds.push_back(std::move(root));

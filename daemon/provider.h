@@ -50,7 +50,9 @@ absl::StatusOr<ProviderProcess> WaitForProvider(absl::string_view pod_uid, absl:
 //     layer (runtime-made mount points, whatever it wrote since it started),
 //     not part of the image, and overlayfs' behaviour is undefined when a
 //     lower layer changes under a mounted overlay;
-//   * otherwise its root directory itself (/proc/<pid>/root).
+//   * otherwise its root directory itself (/proc/<pid>/root), which only
+//     works when it is in the daemon's mount namespace (overlayfs cannot
+//     use another namespace's mount as a layer): FAILED_PRECONDITION else.
 struct ProviderLayers {
   std::vector<UniqueFd> fds;
   std::vector<std::string> described;  // for the audit log and messages

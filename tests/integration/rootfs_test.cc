@@ -769,6 +769,27 @@ TEST_CASE("a provider pod's rootfs container gives the lower layers", "[rootfs][
   CHECK(MountLines(node.base).empty());
 }
 
+TEST_CASE("a provider whose root is not an overlay is refused clearly", "[rootfs][provider]") {
+  // Known limitation: overlayfs cannot take a directory of another mount
+  // namespace as a layer, so a rootfs container not on an overlay cannot be
+  // used yet. The daemon must say so and mount nothing.
+  SC_REQUIRE_ROOT();
+  Node node;
+  std::string inst_dir = node.InstanceDir("prov", "plain");
+  fs::create_directories(inst_dir);
+  PodOptions options;
+  options.init_env = {"ROOTFS_MARKER=true"};
+  options.binds = {inst_dir};
+  SimulatedPod pod(options);  // its root is a tmpfs
+  REQUIRE(pod.started());
+  ProcessResult r = PodCall(pod, node.daemon->socket_path(), "PrepareRootfs",
+                            "instance{namespace:\"prov\" name:\"plain\"} provider{wait_ms:5000}");
+  INFO(r.Describe() << "\n" << r.out << r.err);
+  CHECK(r.exit_code == kFailedPrecondition);
+  CHECK(r.err.find("does not stand on an overlay") != std::string::npos);
+  CHECK(MountLines(node.base).empty());
+}
+
 TEST_CASE("a pod without a rootfs container waits a bounded time", "[rootfs][provider]") {
   SC_REQUIRE_ROOT();
   Node node;
