@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "daemon/fs_util.h"
+#include "daemon/proc_mount.h"
 #include "daemon/syscalls.h"
 
 namespace sc {
@@ -79,6 +81,7 @@ enum Step : int32_t {
   kStepNoNewPrivs,
   kStepCloseFds,
   kStepSeccomp,
+  kStepProc,
 };
 
 const char* StepName(int32_t step) {
@@ -143,6 +146,8 @@ const char* StepName(int32_t step) {
       return "close_range";
     case kStepSeccomp:
       return "load the seccomp filter";
+    case kStepProc:
+      return "mount a /proc of the pod's pid namespace over the rootfs's";
   }
   return "unknown step";
 }
@@ -215,6 +220,15 @@ bool WriteZero(int fd) {
   } else if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP) !=
              0) {
     Fail(p, kStepUnshare);
+  }
+  // A pod's workload gets a /proc of the pod's pid namespace, not the node's
+  // (see proc_mount.h). Operators' execs keep the rootfs's own: rootfs_fd
+  // lies in the daemon's mount namespace, which must not be changed.
+  if (s.namespaces != nullptr) {
+    if (int err = MountOwnProcIfNeeded(s.rootfs_fd); err != 0) {
+      errno = err;  // the fds it closed on the way out may have changed it
+      Fail(p, kStepProc);
+    }
   }
 
   // The daemon blocks SIGTERM/SIGINT and ignores SIGPIPE; an ignored signal
