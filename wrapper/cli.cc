@@ -43,7 +43,10 @@ Modes:
   --entrypoint    for a container entrypoint: wait (bounded by --wait, a
                   progress line every 5 s on stderr) until the daemon is
                   SERVING and the rootfs is ready, then run CMD. As PID 1 it
-                  also reaps orphaned zombies.
+                  also reaps orphaned zombies. If the daemon goes away while
+                  CMD runs (a restart), CMD keeps running: sc-exec stays while
+                  it lives (its output is lost), forwards signals to it, and
+                  exits 124 when it ends.
   --ready         readiness probe: exit 0 when the daemon answers and the
                   rootfs is ready, 123 (reason on stderr) when not ready.
   --provide NAMESPACE/NAME

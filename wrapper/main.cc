@@ -228,5 +228,6 @@ int main(int argc, char** argv) {
   session.instance_ns = options.instance_ns;
   session.instance_name = options.instance_name;
   session.tty = options.tty >= 0 ? options.tty == 1 : isatty(0) == 1;
+  session.outlive_daemon = options.mode == sc::Mode::kEntrypoint;
   Exit(sc::RunSession(stub.get(), session));
 }

@@ -1,6 +1,9 @@
 #include "wrapper/stream.h"
 
 #include <grpcpp/grpcpp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +16,7 @@
 
 #include "common/defaults.h"
 #include "common/exit_codes.h"
+#include "common/unique_fd.h"
 #include "wrapper/signals.h"
 #include "wrapper/terminal.h"
 
@@ -89,6 +93,9 @@ struct Shared {
   std::timed_mutex write_mu;
   bool finished = false;
   bool tty = false;
+  // Set once the stream is lost but the process lives on: signals go to its
+  // process group directly.
+  std::atomic<pid_t> detached{0};
 
   bool Send(const v1::ExecRequest& request) {
     std::lock_guard<std::timed_mutex> lock(write_mu);
@@ -146,6 +153,10 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
       w->set_x_pixels(size.ws_xpixel);
       w->set_y_pixels(size.ws_ypixel);
     } else {
+      if (pid_t pid = shared->detached.load(); pid > 0) {
+        if (kill(-pid, sig) != 0) kill(pid, sig);
+        return;
+      }
       request.mutable_signal()->set_signal(sig);
     }
     shared->Send(request);
@@ -172,6 +183,7 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
   bool have_exit = false;
   v1::ExecExit exit;
   bool stdout_ok = true, stderr_ok = true, sent_sigpipe = false;
+  pid_t started_pid = 0;
   while (stream->Read(&response)) {
     switch (response.kind_case()) {
       case v1::ExecResponse::kStdout:
@@ -179,6 +191,9 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
         break;
       case v1::ExecResponse::kStderr:
         if (stderr_ok) stderr_ok = WriteFully(2, response.stderr());
+        break;
+      case v1::ExecResponse::kStarted:
+        started_pid = response.started().pid();
         break;
       case v1::ExecResponse::kExit:
         exit = response.exit();
@@ -213,6 +228,25 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
     if (!exit.message().empty()) std::fprintf(stderr, "%s\n", exit.message().c_str());
     if (exit.status_case() == v1::ExecExit::kSignal) return 128 + exit.signal();
     return exit.exit_code();
+  }
+  if (options.outlive_daemon && started_pid > 0) {
+    // The process is in our pid namespace (ExecStarted names it as we see
+    // it), though no longer anyone's child we can wait for.
+    UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, started_pid, 0)));
+    if (pidfd) {
+      std::fprintf(stderr,
+                   "sc-exec: lost the mount-helper (%s: %s); %s (pid %d) keeps running without "
+                   "its output stream; waiting for it to end\n",
+                   CodeName(status.error_code()), status.error_message().c_str(),
+                   options.argv[0].c_str(), started_pid);
+      shared->detached = started_pid;
+      pollfd exited{pidfd.get(), POLLIN, 0};
+      while (poll(&exited, 1, -1) < 0 && errno == EINTR) {
+      }
+      std::fprintf(stderr, "sc-exec: pid %d ended; its exit status went with the stream\n",
+                   started_pid);
+      return kExitStreamBroken;
+    }
   }
   if (!status.ok()) {
     std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),

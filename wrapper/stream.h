@@ -15,6 +15,11 @@ struct SessionOptions {
   std::string rootfs_path;
   std::string instance_ns, instance_name;  // operators
   bool tty = false;
+  // --entrypoint: if the daemon goes away mid-session (restarted, upgraded),
+  // the process it started keeps running. Rather than end the container with
+  // it, stay while the process lives (its output stream is lost), forward
+  // signals to it directly, and exit kExitStreamBroken when it ends.
+  bool outlive_daemon = false;
 };
 
 // Runs one Exec session: copies stdin to the stream and the stream to
