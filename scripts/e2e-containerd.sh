@@ -357,7 +357,10 @@ wpid=$(workload_pid)
 mounts_before=$(mounts_under "$BASE" | sort)
 kill -KILL "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null
-check "daemon starts again after SIGKILL" start_daemon
+# Not inside check: that runs in a subshell, and daemon_pid must be this shell's.
+restarted=failed
+start_daemon && restarted=ok
+check "daemon starts again after SIGKILL" test "$restarted" = ok
 check "the running workload is untouched by the restart" kill -0 "$wpid"
 check "instances are re-adopted, nothing mounted twice" \
   test "$(mounts_under "$BASE" | sort)" = "$mounts_before"
