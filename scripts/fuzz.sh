@@ -12,8 +12,8 @@ build=${FUZZ_BUILD_DIR:-build-fuzz}
 CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSC_FUZZ=ON -DSC_BUILD_TESTS=OFF -DSC_SANITIZE=fuzzer-no-link,address,undefined >/dev/null
 targets=("$@")
-((${#targets[@]})) || mapfile -t targets < <(sed -n 's/^set(SC_FUZZ_TARGETS \(.*\))/\1/p' \
-  tests/fuzz/CMakeLists.txt | tr ' ' '\n')
+((${#targets[@]})) || mapfile -t targets < <(sed -n '/^set(SC_FUZZ_TARGETS/,/)/p' \
+  tests/fuzz/CMakeLists.txt | grep -o '[a-z_]*_fuzz')
 ninja -C "$build" "${targets[@]}" >/dev/null
 work=$(mktemp -d /tmp/sc-fuzz-XXXXXX)
 trap 'rm -rf "$work"' EXIT
