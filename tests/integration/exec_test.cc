@@ -52,6 +52,15 @@ void MakeBusyboxRootfs(const std::string& root) {
   fs::permissions(root + "/bin/not-executable", fs::perms::owner_read | fs::perms::owner_write);
 }
 
+// An explicit environment, plus the sanitizer's options when the test runs
+// under one (the pod helper is this very binary).
+std::vector<std::string> Env(std::vector<std::string> env) {
+  for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"}) {
+    if (const char* v = getenv(name)) env.push_back(std::string(name) + "=" + v);
+  }
+  return env;
+}
+
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
@@ -358,7 +367,8 @@ TEST_CASE("exec: exit status, stdin EOF, not found, not executable, workdir", "[
   }
   SECTION("environment passed, SC_SOCKET not") {
     RunOptions options;
-    options.env = {"PATH=/bin", "SC_TEST_VAR=forty two", "SC_SOCKET=" + node.daemon.socket_path()};
+    options.env =
+        Env({"PATH=/bin", "SC_TEST_VAR=forty two", "SC_SOCKET=" + node.daemon.socket_path()});
     ProcessResult r = node.Exec({"env"}, options);
     INFO(r.Describe() << " err=" << r.err);
     CHECK(r.exit_code == 0);
@@ -370,7 +380,7 @@ TEST_CASE("exec: exit status, stdin EOF, not found, not executable, workdir", "[
     fs::create_directories(link);
     fs::create_symlink(ScExecBinary(), link + "/uname");
     RunOptions options;
-    options.env = {"PATH=/bin", "SC_SOCKET=" + node.daemon.socket_path()};
+    options.env = Env({"PATH=/bin", "SC_SOCKET=" + node.daemon.socket_path()});
     ProcessResult r = node.pod->Exec({link + "/uname", "-n"}, options);
     INFO(r.Describe() << " err=" << r.err);
     CHECK(r.exit_code == 0);
