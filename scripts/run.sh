@@ -50,7 +50,7 @@ mkdir -p "$work/run"
 mkfifo "$work/ready"
 "$build/daemon/sc-mount-helper" --socket="$work/run/mh.sock" --instance_base="$work/instances" \
   --layer_root="$work/layers" --audit_log="$work/audit.log" --ready_fd=3 \
-  3>"$work/ready" 2>"$work/daemon.log" &
+  3>"$work/ready" >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 read -r -t 10 ready <"$work/ready" || { cat "$work/daemon.log" >&2; exit 1; }
 echo "run.sh: daemon $daemon_pid serving on $work/run/mh.sock" >&2

@@ -60,7 +60,8 @@ pod_create() {
   fi
   rm -f "$ready"
   # pid 1 of the pod is unshare's child.
-  read -r POD_PID _ < <(cat /proc/"$launcher"/task/*/children)
+  # The children file has no final newline: read returns 1 after assigning.
+  read -r POD_PID _ < <(cat /proc/"$launcher"/task/*/children) || true
   POD_LAUNCHER=$launcher
 }
 
