@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "common/exit_codes.h"
+#include "common/status_names.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mounthelper.grpc.pb.h"
 #include "wrapper/connection.h"
@@ -20,27 +21,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kReleaseTimeout = std::chrono::seconds(60);
 
-const char* CodeName(grpc::StatusCode code) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  int i = static_cast<int>(code);
-  return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
-}
+const char* CodeName(grpc::StatusCode code) { return StatusCodeName(static_cast<int>(code)); }
 
 std::string InstanceText(const ProviderOptions& o) {
   return o.instance_namespace + "/" + o.instance_name;

@@ -16,6 +16,7 @@
 
 #include "common/defaults.h"
 #include "common/exit_codes.h"
+#include "common/status_names.h"
 #include "common/unique_fd.h"
 #include "wrapper/signals.h"
 #include "wrapper/terminal.h"
@@ -41,32 +42,7 @@ bool WriteFully(int fd, const std::string& data) {
   return true;
 }
 
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    default:
-      return "error";
-  }
-}
+const char* CodeName(grpc::StatusCode code) { return StatusCodeName(static_cast<int>(code)); }
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 
+#include "common/status_names.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mounthelper.grpc.pb.h"
 
@@ -23,27 +24,7 @@ namespace {
 namespace v1 = ::stoppablecontainer::mounthelper::v1;
 using grpc::health::v1::Health;
 
-const char* CodeName(grpc::StatusCode code) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  int i = static_cast<int>(code);
-  return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
-}
+const char* CodeName(grpc::StatusCode code) { return sc::StatusCodeName(static_cast<int>(code)); }
 
 template <typename Stub, typename Req, typename Resp>
 int Call(Stub* stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
