@@ -162,6 +162,8 @@ std::string ParseCommandLine(int argc, char** argv, Options* options) {
     }
   }
   options->argv.assign(argv + i, argv + argc);
+  // --help and --version answer whatever else the line says.
+  if (options->mode == Mode::kHelp || options->mode == Mode::kVersion) return "";
   if (!options->provide_name.empty()) {
     if (options->mode != Mode::kRun && options->mode != Mode::kReady) {
       return "--provide goes with --ready only";
