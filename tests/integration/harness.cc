@@ -126,6 +126,31 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
   return out;
 }
 
+// Starts argv (looked up in PATH) with `actions` applied, an empty signal
+// mask (the test's gRPC threads may block some) and, with `own_group`, a
+// process group of its own. Fails the test if it cannot start.
+pid_t Spawn(const std::vector<std::string>& argv, posix_spawn_file_actions_t* actions,
+            char** envp = environ, bool own_group = false) {
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  short flags = POSIX_SPAWN_SETSIGMASK;
+  if (own_group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
+  posix_spawnattr_setflags(&attr, flags);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  std::vector<char*> args = CStrings(argv);
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, args[0], actions, &attr, args.data(), envp);
+  posix_spawn_file_actions_destroy(actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) FAIL("posix_spawn " << argv[0] << ": " << strerror(rc));
+  return pid;
+}
+
 // The cgroup hierarchies mounted on this machine: v1 ones and the v2 one.
 struct Hierarchy {
   std::string mount_point;
@@ -200,17 +225,7 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out.get(), 1);
   posix_spawn_file_actions_adddup2(&actions, out.get(), 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  std::vector<char*> args = CStrings(argv);
-  int rc = posix_spawnp(&pid_, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) FAIL("posix_spawn " << argv[0] << ": " << strerror(rc));
+  pid_ = Spawn(argv, &actions);
 }
 
 BackgroundProcess::~BackgroundProcess() {
@@ -307,22 +322,9 @@ ProcessResult Run(const std::vector<std::string>& argv, const RunOptions& option
   posix_spawn_file_actions_adddup2(&actions, in_r.get(), 0);
   posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
   posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
   // A fresh process group, so that a timeout can kill everything it started.
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  std::vector<char*> args = CStrings(argv);
   std::vector<char*> env = options.env.empty() ? std::vector<char*>() : CStrings(options.env);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(),
-                        options.env.empty() ? environ : env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) FAIL("posix_spawn " << argv[0] << ": " << strerror(rc));
+  pid_t pid = Spawn(argv, &actions, options.env.empty() ? environ : env.data(), true);
   in_r.reset();
   out_w.reset();
   err_w.reset();
@@ -417,18 +419,7 @@ DaemonProcess::DaemonProcess(const std::string& socket_path, std::vector<std::st
                                    0600);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   posix_spawn_file_actions_adddup2(&actions, ready_w.get(), 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  std::vector<char*> args = CStrings(argv);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) FAIL("posix_spawn " << args[0] << ": " << strerror(rc));
+  pid_t pid = Spawn(argv, &actions);
   ready_w.reset();
   pid_ = pid;
 
@@ -567,18 +558,7 @@ SimulatedPod::SimulatedPod(PodOptions options) : options_(std::move(options)) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, ready_w.get(), 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  std::vector<char*> args = CStrings(argv);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) FAIL("posix_spawn pod launcher: " << strerror(rc));
+  pid_t pid = Spawn(argv, &actions);
   launcher_pid_ = pid;
   ready_w.reset();
 
