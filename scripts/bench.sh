@@ -103,7 +103,15 @@ release() { "$CLIENT" "$SOCK" ReleaseRootfs "instance { namespace: \"bench\" nam
 prepare main
 ROOTFS=$work/instances/bench/main/rootfs
 pod_create bench-consumer "$ROOTFS"
-IN_POD=(nsenter -t "$POD_PID" -m -u -i -n -p -r -w)
+# A command that runs its arguments in the pod, as pod_exec does (cgroup, then
+# namespaces), but as a file: hyperfine and background jobs need a program.
+{
+  echo '#!/bin/sh'
+  for d in "${POD_CGROUPS[@]}"; do echo "echo \$\$ > $d/cgroup.procs"; done
+  echo "exec nsenter -t $POD_PID -m -u -i -n -p -r -w \"\$@\""
+} >"$work/in-pod"
+chmod +x "$work/in-pod"
+IN_POD=("$work/in-pod")
 export SC_SOCKET=$SOCK
 put "daemon_idle_rss_kb" "$(rss_kb "$daemon_pid")"
 put "sc_exec_size_bytes" "$(stat -c %s "$SCEXEC")"
@@ -143,8 +151,8 @@ put "throughput_stderr_MiBps" "$(mbps "$GIB" "$err_ns")"
 put "throughput_stdin_MiBps" "$(mbps "$GIB" "$in_ns")"
 put "throughput_stdin_to_stdout_cat_MiBps" "$(mbps "$GIB" "$cat_ns")"
 put "ratio_stdout_vs_pipe" "$(ratio "$pipe_ns" "$out_ns")"
-tty_local_ns=$(timed script -qec "head -c $TTY_BYTES /dev/zero" /dev/null >/dev/null)
-tty_sc_ns=$(timed script -qec "${IN_POD[*]} env SC_SOCKET=$SOCK $SCEXEC head -c $TTY_BYTES /dev/zero" /dev/null >/dev/null)
+tty_local_ns=$(timed bash -c "script -qec 'head -c $TTY_BYTES /dev/zero' /dev/null > /dev/null")
+tty_sc_ns=$(timed bash -c "script -qec '${IN_POD[*]} env SC_SOCKET=$SOCK $SCEXEC head -c $TTY_BYTES /dev/zero' /dev/null > /dev/null")
 put "throughput_tty_local_MiBps" "$(mbps "$TTY_BYTES" "$tty_local_ns")"
 put "throughput_tty_sc_exec_MiBps" "$(mbps "$TTY_BYTES" "$tty_sc_ns")"
 put "ratio_tty_vs_local_pty" "$(ratio "$tty_local_ns" "$tty_sc_ns")"
@@ -178,10 +186,13 @@ def read_until(want, timeout=10):
             raise SystemExit("timeout waiting for echo")
         buf += os.read(fd, 4096)
     return buf
-os.write(fd, b"stty -echo; echo READY\n")
+# Raw mode so that cat gets each byte at once; RE""ADY so that the echo of
+# the typed line is not taken for the shell's answer.
+os.write(fd, b"stty raw -echo; echo RE\"\"ADY; exec cat\n")
 read_until(b"READY")
-os.write(fd, b"exec cat\n")
-time.sleep(0.2)  # let cat start; the measurements below are echo round trips
+# cat is up once a byte comes back; the measurements below are echo round trips.
+os.write(fd, b"!")
+read_until(b"!")
 samples = []
 for i in range(runs):
     ch = bytes([97 + i % 26])
@@ -221,7 +232,7 @@ for n in 1 16 64 256; do
   kill "$sampler"; wait "$sampler" 2>/dev/null || true
   peak=$(cat "$work/peak")
   cpu=$(($(cpu_ticks "$daemon_pid") - cpu0))
-  put "concurrency_${n}_per_session_MiBps" "$(awk -v b="$CONC_BYTES" -v ns="$took" 'BEGIN {printf "%.0f", b / 1048576 / (ns / 1e9)}')"
+  put "concurrency_${n}_per_session_MiBps" "$(awk -v b="$CONC_BYTES" -v ns="$took" 'BEGIN {printf "%.2f", b / 1048576 / (ns / 1e9)}')"
   put "concurrency_${n}_daemon_cpu_s" "$(awk -v t="$cpu" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}')"
   put "concurrency_${n}_daemon_peak_rss_kb" "$peak"
   put "concurrency_${n}_errors" "$errors"
