@@ -4,19 +4,15 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/unit/fixture.h"
+
 namespace sc {
 namespace {
 
 constexpr char kUid[] = "3f2a9c4e-7b1d-4e8a-9c2f-1a2b3c4d5e6f";
 constexpr char kContainer[] = "8d5c1f2e3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";
 
-std::string Fixture(const std::string& name) {
-  std::ifstream in(std::string(SC_FIXTURES) + "/cgroup/" + name);
-  REQUIRE(in.good());
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
+std::string Fixture(const std::string& name) { return test::ReadFixture("cgroup/" + name); }
 
 absl::StatusOr<PodCgroup> PodOf(const std::string& fixture) {
   absl::StatusOr<std::vector<CgroupLine>> lines = ParseCgroupFile(Fixture(fixture));

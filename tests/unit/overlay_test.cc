@@ -5,17 +5,12 @@
 #include <sstream>
 
 #include "daemon/mountinfo.h"
+#include "tests/unit/fixture.h"
 
 namespace sc {
 namespace {
 
-std::string Fixture(const std::string& name) {
-  std::ifstream in(std::string(SC_FIXTURES) + "/mountinfo/" + name);
-  REQUIRE(in.good());
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
+std::string Fixture(const std::string& name) { return test::ReadFixture("mountinfo/" + name); }
 
 }  // namespace
 
