@@ -17,6 +17,26 @@ namespace fs = std::filesystem;
 
 bool Mounted(const std::string& path) { return !MountsUnder(path).empty(); }
 
+// A provider pod: its pid 1 carries ROOTFS_MARKER=true and has its root on an
+// overlay of `image`; `binds` are the host paths it mounts (the instance dir).
+PodOptions ProviderPod(const std::string& image, std::vector<std::string> binds) {
+  PodOptions options;
+  options.init_env = {"ROOTFS_MARKER=true", "PATH=/bin"};
+  options.root_lower = image;
+  options.binds = std::move(binds);
+  return options;
+}
+
+// `sc-exec --provide team-a/web` run inside the pod, for BackgroundProcess.
+std::vector<std::string> ProvideCommand(const SimulatedPod& pod, const std::string& socket) {
+  std::vector<std::string> argv = pod.ExecPrefix();
+  for (const std::string& arg : {ScExecBinary(), std::string("--socket"), socket,
+                                 std::string("--provide"), std::string("team-a/web")}) {
+    argv.push_back(arg);
+  }
+  return argv;
+}
+
 }  // namespace
 
 TEST_CASE("sc-exec --provide prepares on start and releases on SIGTERM", "[provide]") {
@@ -31,18 +51,10 @@ TEST_CASE("sc-exec --provide prepares on start and releases on SIGTERM", "[provi
                                           "--layer_root=" + node / "layers", "--provider_wait=5s"});
   REQUIRE(daemon.started());
 
-  PodOptions options;
-  options.init_env = {"ROOTFS_MARKER=true", "PATH=/bin"};
-  options.root_lower = image;
-  options.binds = {instance};
-  SimulatedPod pod(options);
+  SimulatedPod pod(ProviderPod(image, {instance}));
   REQUIRE(pod.started());
 
-  std::vector<std::string> provide = pod.ExecPrefix();
-  for (const std::string& arg : {ScExecBinary(), std::string("--socket"), daemon.socket_path(),
-                                 std::string("--provide"), std::string("team-a/web")}) {
-    provide.push_back(arg);
-  }
+  std::vector<std::string> provide = ProvideCommand(pod, daemon.socket_path());
   std::vector<std::string> ready = provide;
   ready.push_back("--ready");
 
@@ -84,18 +96,9 @@ TEST_CASE("sc-exec --provide releases through a daemon restarted since it prepar
                                    "--layer_root=" + node / "layers", "--provider_wait=5s"};
   auto daemon = std::make_unique<DaemonProcess>(node / "mh.sock", args);
   REQUIRE(daemon->started());
-  PodOptions options;
-  options.init_env = {"ROOTFS_MARKER=true", "PATH=/bin"};
-  options.root_lower = image;
-  options.binds = {instance};
-  SimulatedPod pod(options);
+  SimulatedPod pod(ProviderPod(image, {instance}));
   REQUIRE(pod.started());
-  std::vector<std::string> provide = pod.ExecPrefix();
-  for (const std::string& arg : {ScExecBinary(), std::string("--socket"), daemon->socket_path(),
-                                 std::string("--provide"), std::string("team-a/web")}) {
-    provide.push_back(arg);
-  }
-  BackgroundProcess provider(provide);
+  BackgroundProcess provider(ProvideCommand(pod, daemon->socket_path()));
   REQUIRE(PollUntil([&] { return Mounted(instance + "/rootfs"); }, milliseconds(20000)));
 
   // The daemon dies and comes back (an upgrade, a crash): the provider's old
@@ -119,10 +122,7 @@ TEST_CASE("sc-exec --provide for an instance the pod has not mounted is refused"
   DaemonProcess daemon(node / "mh.sock", {"--instance_base=" + node / "instances",
                                           "--layer_root=" + node / "layers", "--provider_wait=2s"});
   REQUIRE(daemon.started());
-  PodOptions options;
-  options.init_env = {"ROOTFS_MARKER=true", "PATH=/bin"};
-  options.root_lower = image;  // no bind of the instance directory
-  SimulatedPod pod(options);
+  SimulatedPod pod(ProviderPod(image, {}));  // no bind of the instance directory
   REQUIRE(pod.started());
   ProcessResult r =
       pod.Exec({ScExecBinary(), "--socket", daemon.socket_path(), "--provide", "team-a/web"});
