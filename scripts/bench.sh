@@ -3,14 +3,28 @@
 # are noisy: compare the ratios, not the absolute figures). Release build.
 # Prints a table and writes a JSON file (${BENCH_JSON:-bench-results.json}).
 #
-#   sudo scripts/bench.sh            about 5 minutes
+#   sudo scripts/bench.sh            about 4 minutes
 #   sudo scripts/bench.sh --quick    smaller sizes and fewer runs, for a smoke test
+#   sudo scripts/bench.sh [--quick] --only exec,throughput
+#                                    only these sections (exec, throughput,
+#                                    latency, concurrency, mounts); footprint
+#                                    figures come with every run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 [[ $(id -u) == 0 ]] || { echo "bench: needs root" >&2; exit 1; }
+bench_started=$(date +%s%N)
 quick=false
-[[ ${1:-} == --quick ]] && quick=true
+only=exec,throughput,latency,concurrency,mounts
+while (($#)); do
+  case $1 in
+    --quick) quick=true ;;
+    --only) only=$2; shift ;;
+    *) echo "bench: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+want() { [[ ,$only, == *,$1,* ]]; }
 if $quick; then
   RUNS=20 GIB=$((256 << 20)) TTY_BYTES=$((32 << 20)) CONC_BYTES=$((4 << 20)) MOUNT_RUNS=10
   INSTANCES=20 LAT_RUNS=100
@@ -116,6 +130,17 @@ export SC_SOCKET=$SOCK
 put "daemon_idle_rss_kb" "$(rss_kb "$daemon_pid")"
 put "sc_exec_size_bytes" "$(stat -c %s "$SCEXEC")"
 
+# The data source of the throughput runs, in the rootfs so that every run
+# (ours and the baselines) uses the same program: busybox dd in 64 KiB writes.
+# (busybox head -c, used at first, moves only ~150 MiB/s by itself: it
+# measured busybox, not the stream.)
+printf '#!/bin/sh\nexec dd if=/dev/zero bs=65536 count=$(($1 / 65536)) 2>/dev/null\n' \
+  >"$ROOTFS/bin/zeros"
+chmod +x "$ROOTFS/bin/zeros"
+ZEROS=(chroot "$ROOTFS" /bin/zeros)
+median() { sort -n | awk '{a[NR]=$1} END {printf "%.3f", NR ? a[int((NR+1)/2)] : 0}'; }
+
+if want exec; then
 # ------------------------------------------------------------- 1. exec round trip
 echo "bench: exec round trip ($RUNS runs each)" >&2
 read -r chroot_med chroot_min chroot_p99 < <(hyperfine_stats chroot "chroot $ROOTFS /bin/true")
@@ -124,7 +149,6 @@ read -r nsenter_med nsenter_min nsenter_p99 < <(hyperfine_stats nsenter_chroot \
 read -r nsonly_med _ _ < <(hyperfine_stats nsenter_only "${IN_POD[*]} /bin/true")
 read -r sc_med sc_min sc_p99 < <(hyperfine_stats sc_exec "${IN_POD[*]} env SC_SOCKET=$SOCK $SCEXEC true")
 read -r ver_med _ _ < <(hyperfine_stats sc_version "${IN_POD[*]} $SCEXEC --version")
-read -r health_med _ _ < <(hyperfine_stats sc_health "${IN_POD[*]} env SC_SOCKET=$SOCK $SCEXEC --health")
 sc_net=$(awk -v a="$sc_med" -v b="$nsonly_med" 'BEGIN {printf "%.3f", a - b}')
 put "exec_chroot_true_ms(min/med/p99)" "$chroot_min/$chroot_med/$chroot_p99"
 put "exec_nsenter_chroot_true_ms(min/med/p99)" "$nsenter_min/$nsenter_med/$nsenter_p99"
@@ -132,32 +156,47 @@ put "exec_sc_exec_true_ms(min/med/p99)" "$sc_min/$sc_med/$sc_p99"
 put "exec_sc_exec_true_net_of_nsenter_ms" "$sc_net"
 put "ratio_sc_exec_vs_chroot(net)" "$(ratio "$sc_net" "$chroot_med")"
 put "ratio_sc_exec_vs_nsenter_chroot" "$(ratio "$sc_med" "$nsenter_med")"
+# Breakdown: exec of the static binary up to main() from two hyperfine
+# medians; the rest from sc-exec's own timing points (SC_EXEC_TRACE, see
+# wrapper/trace.h), the median of each phase over RUNS runs.
 put "breakdown_client_start_ms" "$(awk -v a="$ver_med" -v b="$nsonly_med" 'BEGIN {printf "%.3f", a - b}')"
-put "breakdown_connect_health_ms" "$(awk -v a="$health_med" -v b="$ver_med" 'BEGIN {printf "%.3f", a - b}')"
-put "breakdown_exec_launch_run_exit_ms" "$(awk -v a="$sc_med" -v b="$health_med" 'BEGIN {printf "%.3f", a - b}')"
+for _ in $(seq "$RUNS"); do
+  SC_EXEC_TRACE=1 "${IN_POD[@]}" "$SCEXEC" true 2>&1 >/dev/null | awk '$1 == "sc-exec-trace" {t[$2] = $3}
+    END {print t["channel"] - t["main"], t["start_sent"] - t["channel"], t["started"] - t["start_sent"],
+               t["exit_status"] - t["started"], t["exit"] - t["exit_status"]}'
+done >"$work/trace"
+phase() { awk -v c="$1" '{print $c / 1000}' "$work/trace" | median; }
+put "breakdown_connect_channel_ms" "$(phase 1)"
+put "breakdown_send_start_ms" "$(phase 2)"
+put "breakdown_daemon_accept_launch_ms" "$(phase 3)"
+put "breakdown_run_and_exit_delivery_ms" "$(phase 4)"
+put "breakdown_stream_close_ms" "$(phase 5)"
+fi
 
+if want throughput; then
 # ------------------------------------------------------------- 2. throughput
 echo "bench: throughput ($((GIB >> 20)) MiB)" >&2
 mbps() { awk -v b="$1" -v ns="$2" 'BEGIN {printf "%.0f", b / 1048576 / (ns / 1e9)}'; }
 timed() { local s; s=$(now_ns); "$@"; echo $(($(now_ns) - s)); }
-pipe_ns=$(timed bash -c "head -c $GIB /dev/zero | cat > /dev/null")
-out_ns=$(timed bash -c "${IN_POD[*]} $SCEXEC head -c $GIB /dev/zero > /dev/null")
-err_ns=$(timed bash -c "${IN_POD[*]} $SCEXEC sh -c 'head -c $GIB /dev/zero >&2' 2> /dev/null")
-in_ns=$(timed bash -c "head -c $GIB /dev/zero | ${IN_POD[*]} $SCEXEC sh -c 'cat > /dev/null'")
-cat_ns=$(timed bash -c "head -c $GIB /dev/zero | ${IN_POD[*]} $SCEXEC cat > /dev/null")
+# The baseline: the same producer into a plain pipe, read by the same cat.
+pipe_ns=$(timed bash -c "${ZEROS[*]} $GIB | chroot $ROOTFS cat > /dev/null")
+out_ns=$(timed bash -c "${IN_POD[*]} $SCEXEC zeros $GIB > /dev/null")
+err_ns=$(timed bash -c "${IN_POD[*]} $SCEXEC sh -c 'zeros $GIB >&2' 2> /dev/null")
+in_ns=$(timed bash -c "${ZEROS[*]} $GIB | ${IN_POD[*]} $SCEXEC sh -c 'cat > /dev/null'")
+cat_ns=$(timed bash -c "${ZEROS[*]} $GIB | ${IN_POD[*]} $SCEXEC cat > /dev/null")
 put "throughput_pipe_MiBps" "$(mbps "$GIB" "$pipe_ns")"
 put "throughput_stdout_MiBps" "$(mbps "$GIB" "$out_ns")"
 put "throughput_stderr_MiBps" "$(mbps "$GIB" "$err_ns")"
 put "throughput_stdin_MiBps" "$(mbps "$GIB" "$in_ns")"
 put "throughput_stdin_to_stdout_cat_MiBps" "$(mbps "$GIB" "$cat_ns")"
 put "ratio_stdout_vs_pipe" "$(ratio "$pipe_ns" "$out_ns")"
-tty_local_ns=$(timed bash -c "script -qec 'head -c $TTY_BYTES /dev/zero' /dev/null > /dev/null")
-tty_sc_ns=$(timed bash -c "script -qec '${IN_POD[*]} env SC_SOCKET=$SOCK $SCEXEC head -c $TTY_BYTES /dev/zero' /dev/null > /dev/null")
+tty_local_ns=$(timed bash -c "script -qec '${ZEROS[*]} $TTY_BYTES' /dev/null > /dev/null")
+tty_sc_ns=$(timed bash -c "script -qec '${IN_POD[*]} env SC_SOCKET=$SOCK $SCEXEC zeros $TTY_BYTES' /dev/null > /dev/null")
 put "throughput_tty_local_MiBps" "$(mbps "$TTY_BYTES" "$tty_local_ns")"
 put "throughput_tty_sc_exec_MiBps" "$(mbps "$TTY_BYTES" "$tty_sc_ns")"
 put "ratio_tty_vs_local_pty" "$(ratio "$tty_local_ns" "$tty_sc_ns")"
 # sc-exec's own RSS while streaming: sampled, the highest seen.
-bash -c "head -c $GIB /dev/zero | ${IN_POD[*]} $SCEXEC cat > /dev/null" &
+bash -c "${ZEROS[*]} $GIB | ${IN_POD[*]} $SCEXEC cat > /dev/null" &
 streamer=$!
 client=
 for _ in $(seq 200); do client=$(pgrep -f "^$SCEXEC cat\$" | head -n1) && [[ -n $client ]] && break; sleep 0.01; done
@@ -167,7 +206,9 @@ wait "$streamer" || true
 [[ -n $client ]] && { kill "$sampler"; wait "$sampler" 2>/dev/null || true; }
 peak=$(cat "$work/peak")
 put "sc_exec_rss_while_streaming_kb" "$peak"
+fi
 
+if want latency; then
 # ------------------------------------------------------------- 3. interactive latency
 echo "bench: interactive latency ($LAT_RUNS keystrokes)" >&2
 lat() {
@@ -212,7 +253,9 @@ read -r s_med s_p99 < <(lat "${IN_POD[@]}" env SC_SOCKET="$SOCK" "$SCEXEC" sh)
 put "keystroke_echo_local_pty_ms(med/p99)" "$l_med/$l_p99"
 put "keystroke_echo_sc_exec_ms(med/p99)" "$s_med/$s_p99"
 put "ratio_keystroke_median" "$(ratio "$s_med" "$l_med")"
+fi
 
+if want concurrency; then
 # ------------------------------------------------------------- 4. concurrency
 echo "bench: concurrency" >&2
 for n in 1 16 64 256; do
@@ -221,7 +264,7 @@ for n in 1 16 64 256; do
   s=$(now_ns)
   pids=()
   for _ in $(seq "$n"); do
-    "${IN_POD[@]}" "$SCEXEC" head -c "$CONC_BYTES" /dev/zero >/dev/null 2>>"$work/conc.err" &
+    "${IN_POD[@]}" "$SCEXEC" zeros "$CONC_BYTES" >/dev/null 2>>"$work/conc.err" &
     pids+=($!)
   done
   sample_peak_rss "$daemon_pid" "$work/peak" &
@@ -248,7 +291,9 @@ rss64=$(rss_kb "$daemon_pid")
 for p in "${idle[@]}"; do kill -TERM "$p" 2>/dev/null; done
 for p in "${idle[@]}"; do wait "$p" 2>/dev/null || true; done
 put "daemon_rss_per_idle_session_kb" "$(( (rss64 - rss0) / 64 ))"
+fi
 
+if want mounts; then
 # ------------------------------------------------------------- 6. mounts
 echo "bench: mounts ($MOUNT_RUNS prepare/release cycles, then with $INSTANCES instances)" >&2
 mount_cycle_stats() {
@@ -271,13 +316,19 @@ put "prepare_median_ms_with_${INSTANCES}_instances" "$p1"
 put "release_median_ms_with_${INSTANCES}_instances" "$r1"
 s=$(now_ns); "$CLIENT" "$SOCK" ListInstances >/dev/null; put "list_instances_ms_with_${INSTANCES}" "$(ms $(($(now_ns) - s)))"
 for i in $(seq "$INSTANCES"); do release "many$i"; done
+fi
 
 # ------------------------------------------------------------- report
+date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+machine="$(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%d MiB", $2/1024}' /proc/meminfo), kernel $(uname -r)"
+took_s=$(awk -v n="$(($(date +%s%N) - bench_started))" 'BEGIN {printf "%.0f", n / 1e9}')
 {
   echo "{"
-  echo "  \"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
-  echo "  \"machine\": \"$(nproc) cores, $(awk '/MemTotal/ {printf "%d MiB", $2/1024}' /proc/meminfo), kernel $(uname -r)\","
+  echo "  \"date\": \"$date_utc\","
+  echo "  \"machine\": \"$machine\","
   echo "  \"quick\": $quick,"
+  echo "  \"sections\": \"$only\","
+  echo "  \"bench_seconds\": $took_s,"
   for i in "${!order[@]}"; do
     k=${order[$i]}
     sep=,; ((i == ${#order[@]} - 1)) && sep=
@@ -285,6 +336,7 @@ for i in $(seq "$INSTANCES"); do release "many$i"; done
   done
   echo "}"
 } >"$json_out"
+echo "# $date_utc, $machine, quick=$quick, sections $only, bench.sh took $took_s s"
 printf '%-48s %s\n' "measure" "value"
 for k in "${order[@]}"; do printf '%-48s %s\n' "$k" "${R[$k]}"; done
 echo "bench: JSON in $json_out" >&2

@@ -12,6 +12,7 @@
 
 #include "common/defaults.h"
 #include "common/unique_fd.h"
+#include "wrapper/trace.h"
 
 namespace sc {
 
@@ -46,6 +47,7 @@ Connection ConnectToDaemon(const std::string& socket_path) {
     if (err == EACCES) result.error += " (the socket's mode or group does not admit this user)";
     return result;
   }
+  TracePoint("connected");
   grpc::ChannelArguments args;
   // Exec streams carry up to 1 MiB of stdin or output per message.
   args.SetMaxReceiveMessageSize(4 << 20);

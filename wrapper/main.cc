@@ -17,6 +17,7 @@
 #include "wrapper/provide.h"
 #include "wrapper/signals.h"
 #include "wrapper/stream.h"
+#include "wrapper/trace.h"
 
 namespace {
 
@@ -150,6 +151,8 @@ int WaitUntilReady(const sc::Options& options) {
 // Flushes stdio and exits without running destructors: detached threads
 // (stdin, signals, gRPC's) may still be running.
 [[noreturn]] void Exit(int code) {
+  sc::TracePoint("exit");
+  sc::TraceDump();
   std::fflush(stdout);
   std::fflush(stderr);
   _exit(code);
@@ -158,6 +161,8 @@ int WaitUntilReady(const sc::Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sc::TraceInit();
+  sc::TracePoint("main");
   // First, before gRPC starts any thread: see signals.h.
   sc::BlockSignals();
   sc::Options options;
@@ -194,6 +199,7 @@ int main(int argc, char** argv) {
 
   sc::Connection connection = sc::ConnectToDaemon(options.socket_path);
   if (!connection.channel) Exit(Unreachable(options.socket_path, connection.error));
+  sc::TracePoint("channel");
 
   if (options.mode == sc::Mode::kHealth) {
     int rc = CheckHealth(options.socket_path, connection.channel.get());

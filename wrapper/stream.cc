@@ -20,6 +20,7 @@
 #include "common/unique_fd.h"
 #include "wrapper/signals.h"
 #include "wrapper/terminal.h"
+#include "wrapper/trace.h"
 
 namespace sc {
 namespace {
@@ -86,6 +87,7 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
   Shared* shared = new Shared;
   shared->tty = options.tty;
   shared->stream = stub->Exec(&shared->context);
+  TracePoint("call");
   auto& stream = shared->stream;
   auto& context = shared->context;
 
@@ -115,6 +117,7 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
                  status.error_message().c_str());
     return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnreachable : kExitRefused;
   }
+  TracePoint("start_sent");
   bool raw = options.tty && EnterRawMode(0);
 
   StartSignalThread([shared](int sig) {
@@ -169,9 +172,11 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
         if (stderr_ok) stderr_ok = WriteFully(2, response.stderr());
         break;
       case v1::ExecResponse::kStarted:
+        TracePoint("started");
         started_pid = response.started().pid();
         break;
       case v1::ExecResponse::kExit:
+        TracePoint("exit_status");
         exit = response.exit();
         have_exit = true;
         break;
@@ -199,6 +204,7 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
     shared->finished = true;
   }
   grpc::Status status = stream->Finish();
+  TracePoint("finished");
   if (raw) RestoreTerminal();
   if (have_exit) {
     if (!exit.message().empty()) std::fprintf(stderr, "%s\n", exit.message().c_str());
