@@ -58,9 +58,12 @@ struct LaunchResult {
   std::string message;
 };
 
-// Starts the workload: fork an intermediate that takes the oom_score_adj,
-// becomes non-dumpable and joins (or unshares) the pid namespace; it forks the
-// workload into the cgroup (CLONE_INTO_CGROUP, else cgroup.procs) and exits.
+// Starts the workload: makes the daemon non-dumpable (the children run on its
+// memory until execve), starts an intermediate that takes the oom_score_adj
+// and joins (or unshares) the pid namespace; it starts the workload in the
+// cgroup (CLONE_INTO_CGROUP, else cgroup.procs) and exits. Both children share
+// the daemon's memory and the caller waits until the workload has exec'd
+// (posix_spawn's way; plain forks where clone_on_stack.h has no CloneOnStack).
 // The workload joins the rest, enters the rootfs, drops every privilege,
 // loads the seccomp filter and execs. A failure before execve comes back as a
 // status naming the step and errno; a failed execve as exec_failed.
