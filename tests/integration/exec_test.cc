@@ -278,8 +278,7 @@ std::vector<pid_t> ProcessesWith(const std::string& marker) {
   for (const auto& entry : fs::directory_iterator("/proc")) {
     std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline");
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string cmdline = ReadFile(entry.path() / "cmdline");
     if (cmdline.find(marker) != std::string::npos) found.push_back(std::stoi(name));
   }
   return found;
@@ -629,8 +628,7 @@ TEST_CASE("exec: 50 concurrent sessions, then the daemon is back where it was", 
 }
 
 long VmRssKiB(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string status((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
   return std::stol(StatusField(status, "VmRSS"));
 }
 

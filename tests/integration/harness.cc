@@ -34,13 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
 bool WriteFile(const std::string& path, const std::string& content) {
   UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd) return false;
@@ -171,6 +164,22 @@ std::vector<Hierarchy> CgroupHierarchies() {
 }
 
 }  // namespace
+
+std::string ReadFile(const std::string& path) {
+  std::string content;
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return content;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    // A /proc file of a process that just exited fails with ESRCH: what was
+    // read so far is the answer, never an exception in the middle of a wait.
+    if (n <= 0) break;
+    content.append(buf, static_cast<size_t>(n));
+  }
+  return content;
+}
 
 bool RequireRoot() {
   if (geteuid() == 0) return true;

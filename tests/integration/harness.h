@@ -203,6 +203,10 @@ bool PollUntil(const std::function<bool()>& condition, milliseconds timeout);
 // Random lowercase hex of `n` characters.
 std::string RandomHex(size_t n);
 
+// The whole file, or what could be read of it: empty when it cannot be
+// opened, short when it vanishes mid-read (a /proc file of an exiting process).
+std::string ReadFile(const std::string& path);
+
 }  // namespace sc::test
 
 #endif  // TESTS_INTEGRATION_HARNESS_H_

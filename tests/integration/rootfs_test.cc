@@ -34,13 +34,6 @@ namespace fs = std::filesystem;
 namespace v1 = ::stoppablecontainer::mounthelper::v1;
 using Clock = std::chrono::steady_clock;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 void WriteAll(const std::string& path, const std::string& content) {
   std::ofstream out(path);
   out << content;
@@ -68,7 +61,7 @@ std::map<std::string, std::string> Snapshot(const std::string& dir) {
     } else if (e.is_directory()) {
       out[rel] = "<dir>";
     } else {
-      out[rel] = ReadAll(e.path().string());
+      out[rel] = ReadFile(e.path().string());
     }
   }
   return out;
@@ -213,7 +206,7 @@ TEST_CASE("a prepared rootfs persists its writes across release and prepare", "[
   CHECK(inst.upper_dir() == node.InstanceDir("team-a", "box") + "/upper");
 
   // The merged view: the image, proc, dev, sys, a private devpts, tmp 1777.
-  CHECK(ReadAll(rootfs + "/etc/image-release") == "busybox layer\n");
+  CHECK(ReadFile(rootfs + "/etc/image-release") == "busybox layer\n");
   CHECK(fs::exists(rootfs + "/proc/self/status"));
   CHECK(fs::exists(rootfs + "/dev/null"));
   CHECK(fs::exists(rootfs + "/sys/kernel"));
@@ -251,13 +244,13 @@ TEST_CASE("a prepared rootfs persists its writes across release and prepare", "[
   CHECK(rel.lazily_detached() == 0);
   CHECK_FALSE(rel.data_deleted());
   CHECK(MountLines(node.base).empty());
-  CHECK(ReadAll(node.InstanceDir("team-a", "box") + "/upper/root-file") == "kept\n");
+  CHECK(ReadFile(node.InstanceDir("team-a", "box") + "/upper/root-file") == "kept\n");
 
   v1::Instance again;
   REQUIRE_OK(node.Prepare("team-a", "box", {node.busybox}, &again));
   CHECK(again.created());
-  CHECK(ReadAll(rootfs + "/root-file") == "kept\n");
-  CHECK(ReadAll(rootfs + "/tmp/t") == "t\n");  // tmp is the overlay's: persistent too
+  CHECK(ReadFile(rootfs + "/root-file") == "kept\n");
+  CHECK(ReadFile(rootfs + "/tmp/t") == "t\n");  // tmp is the overlay's: persistent too
 
   REQUIRE_OK(node.Release("team-a", "box", &rel));
   CHECK(Snapshot(node.busybox) == lower_before);  // the lower layer never changes
@@ -390,7 +383,7 @@ TEST_CASE("bind mounts go only inside the rootfs, never through a symlink", "[ro
   REQUIRE_OK(node.Bind("ns", "binds", node.binds + "/resolv.conf", "/etc/resolv.conf", true, &r));
   CHECK(r.created());
   CHECK(r.mount().target() == rootfs + "/etc/resolv.conf");
-  CHECK(ReadAll(rootfs + "/etc/resolv.conf") == "nameserver 10.0.0.10\n");
+  CHECK(ReadFile(rootfs + "/etc/resolv.conf") == "nameserver 10.0.0.10\n");
   {
     std::ofstream f(rootfs + "/etc/resolv.conf");
     f << "x";
@@ -402,7 +395,7 @@ TEST_CASE("bind mounts go only inside the rootfs, never through a symlink", "[ro
   REQUIRE_OK(node.Bind("ns", "binds", node.binds + "/token",
                        "/var/run/secrets/kubernetes.io/serviceaccount", false, &r));
   CHECK(fs::is_directory(rootfs + "/var/run/secrets/kubernetes.io/serviceaccount"));
-  CHECK(ReadAll(rootfs + "/var/run/secrets/kubernetes.io/serviceaccount/token") == "secret");
+  CHECK(ReadFile(rootfs + "/var/run/secrets/kubernetes.io/serviceaccount/token") == "secret");
 
   // Symlinks inside the rootfs pointing out, and other escapes.
   fs::create_symlink(outside.path(), rootfs + "/evil");
@@ -445,7 +438,7 @@ TEST_CASE("bind mounts go only inside the rootfs, never through a symlink", "[ro
   v1::ReleaseRootfsResponse rel;
   REQUIRE_OK(node.Release("ns", "binds", &rel));
   CHECK(MountLines(node.dir.path()).empty());
-  CHECK(ReadAll(node.binds + "/resolv.conf") == "nameserver 10.0.0.10\n");
+  CHECK(ReadFile(node.binds + "/resolv.conf") == "nameserver 10.0.0.10\n");
 }
 
 TEST_CASE("symlinks planted in the instance directory are refused", "[rootfs][paths]") {
@@ -747,7 +740,7 @@ TEST_CASE("a provider pod's rootfs container gives the lower layers", "[rootfs][
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("state: READY") != std::string::npos);
   CHECK(r.out.find("lower_dirs: \"" + node.busybox + "\"") != std::string::npos);
-  CHECK(ReadAll(inst_dir + "/rootfs/etc/image-release") == "busybox layer\n");
+  CHECK(ReadFile(inst_dir + "/rootfs/etc/image-release") == "busybox layer\n");
   // Only the image layer: the provider's own upper layer is not one.
   size_t lowers = 0;
   for (size_t at = r.out.find("lower_dirs:"); at != std::string::npos;
