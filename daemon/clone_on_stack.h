@@ -26,6 +26,13 @@ struct CloneArgs {
 
 inline constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;
 
+// Marks a function that runs in a CLONE_VM child on a stack of ours. The
+// sanitizers' runtimes know only the threads they created: ASan takes that
+// stack for a wild one (its no-return handling reports an overflow) and TSan
+// for a thread it never saw, so such code is left uninstrumented. It makes
+// system calls only, which is all a vfork-like child may do anyway.
+#define SC_CLONE_CHILD_CODE __attribute__((no_sanitize("address", "thread", "undefined")))
+
 // Whether CloneOnStack exists on this architecture (x86-64).
 #if defined(__x86_64__)
 inline constexpr bool kHaveCloneOnStack = true;

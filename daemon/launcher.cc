@@ -178,14 +178,14 @@ struct Plan {
   sigset_t empty_mask;
 };
 
-void Send(int fd, int32_t type, int32_t step, int32_t err, int32_t value) {
+SC_CLONE_CHILD_CODE void Send(int fd, int32_t type, int32_t step, int32_t err, int32_t value) {
   Report r{type, step, err, value};
   // Nothing to do on failure: the parent then sees EOF without a report.
   ssize_t n = write(fd, &r, sizeof(r));
   (void)n;
 }
 
-[[noreturn]] void Fail(const Plan& p, int32_t step) {
+SC_CLONE_CHILD_CODE [[noreturn]] void Fail(const Plan& p, int32_t step) {
   Send(p.status_fd, kFailed, step, errno, 0);
   _exit(125);
 }
@@ -204,7 +204,7 @@ long StartChild(CloneArgs* args, uint64_t stack, uint64_t stack_size, int (*fn)(
   return pid;
 }
 
-bool WriteZero(int fd) {
+SC_CLONE_CHILD_CODE bool WriteZero(int fd) {
   // "0" names the writing process, in v1 and v2 alike.
   return write(fd, "0", 1) == 1;
 }
@@ -215,7 +215,7 @@ struct WorkloadStart {
 };
 
 // The workload, from its first instruction to execve. Async-signal-safe only.
-[[noreturn]] void RunWorkload(const Plan& p, bool in_cgroup_v2) {
+SC_CLONE_CHILD_CODE [[noreturn]] void RunWorkload(const Plan& p, bool in_cgroup_v2) {
   const LaunchSpec& s = *p.spec;
   Send(p.status_fd, kNsPid, 0, 0, static_cast<int32_t>(syscall(SYS_getpid)));
 
@@ -344,7 +344,7 @@ struct WorkloadStart {
   _exit(127);
 }
 
-int WorkloadMain(void* arg) {
+SC_CLONE_CHILD_CODE int WorkloadMain(void* arg) {
   const WorkloadStart& start = *static_cast<const WorkloadStart*>(arg);
   RunWorkload(*start.plan, start.in_cgroup_v2);
 }
@@ -352,7 +352,7 @@ int WorkloadMain(void* arg) {
 // The intermediate process: takes what the workload inherits and the pid
 // namespace, then forks the workload as a sibling (CLONE_PARENT: it becomes
 // the daemon's child, so the daemon reaps it and holds its pidfd).
-[[noreturn]] void RunIntermediate(Plan& p) {
+SC_CLONE_CHILD_CODE [[noreturn]] void RunIntermediate(Plan& p) {
   const LaunchSpec& s = *p.spec;
   // A vfork child has an oom_score_adj of its own (the kernel does not
   // spread it to the daemon sharing the memory); the workload inherits it.
@@ -393,7 +393,7 @@ int WorkloadMain(void* arg) {
   _exit(0);
 }
 
-int IntermediateMain(void* plan) { RunIntermediate(*static_cast<Plan*>(plan)); }
+SC_CLONE_CHILD_CODE int IntermediateMain(void* plan) { RunIntermediate(*static_cast<Plan*>(plan)); }
 
 absl::Status DidNotStart() {
   return absl::DeadlineExceededError(

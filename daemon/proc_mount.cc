@@ -9,26 +9,30 @@
 #include <cstring>
 
 #include "common/unique_fd.h"
+#include "daemon/clone_on_stack.h"
 
 namespace sc {
 namespace {
 
 // libmount has no answer for the new mount API in a forked child (it
 // allocates); these are the raw system calls.
-int FsOpen(const char* fs) { return static_cast<int>(syscall(SYS_fsopen, fs, FSOPEN_CLOEXEC)); }
-int FsConfigCreate(int fd) {
+SC_CLONE_CHILD_CODE int FsOpen(const char* fs) {
+  return static_cast<int>(syscall(SYS_fsopen, fs, FSOPEN_CLOEXEC));
+}
+SC_CLONE_CHILD_CODE int FsConfigCreate(int fd) {
   return static_cast<int>(syscall(SYS_fsconfig, fd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0));
 }
-int FsMount(int fd, unsigned int attrs) {
+SC_CLONE_CHILD_CODE int FsMount(int fd, unsigned int attrs) {
   return static_cast<int>(syscall(SYS_fsmount, fd, FSMOUNT_CLOEXEC, attrs));
 }
-int OpenTree(int dirfd, const char* path, unsigned int flags) {
+SC_CLONE_CHILD_CODE int OpenTree(int dirfd, const char* path, unsigned int flags) {
   return static_cast<int>(syscall(SYS_open_tree, dirfd, path, flags));
 }
-int MoveMount(int from_fd, const char* from, int to_fd, const char* to, unsigned int flags) {
+SC_CLONE_CHILD_CODE int MoveMount(int from_fd, const char* from, int to_fd, const char* to,
+                                  unsigned int flags) {
   return static_cast<int>(syscall(SYS_move_mount, from_fd, from, to_fd, to, flags));
 }
-int MountSetattrReadOnly(int fd) {
+SC_CLONE_CHILD_CODE int MountSetattrReadOnly(int fd) {
   mount_attr attr{};
   attr.attr_set = MOUNT_ATTR_RDONLY;
   return static_cast<int>(syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)));
@@ -36,7 +40,7 @@ int MountSetattrReadOnly(int fd) {
 
 // Whether the proc mounted at <rootfs>/proc is of the caller's pid namespace:
 // its "self" names the caller by the caller's own pid only then.
-bool ProcIsOurs(int rootfs_fd) {
+SC_CLONE_CHILD_CODE bool ProcIsOurs(int rootfs_fd) {
   char link[32];
   ssize_t n = readlinkat(rootfs_fd, "proc/self", link, sizeof(link));
   if (n <= 0 || n >= static_cast<ssize_t>(sizeof(link))) return false;
@@ -54,7 +58,7 @@ bool ProcIsOurs(int rootfs_fd) {
 
 }  // namespace
 
-int MountOwnProcIfNeeded(int rootfs_fd) {
+SC_CLONE_CHILD_CODE int MountOwnProcIfNeeded(int rootfs_fd) {
   if (ProcIsOurs(rootfs_fd)) return 0;
   // Not following a symlink: the rootfs is the workload's to write, but a
   // mount point cannot be replaced while the rootfs's proc is on it.
