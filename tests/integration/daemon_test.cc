@@ -101,11 +101,14 @@ TEST_CASE("a second daemon on the same socket refuses to start", "[daemon]") {
 TEST_CASE("SIGTERM stops the daemon and removes its socket", "[daemon]") {
   SC_REQUIRE_ROOT();
   TempDir dir;
-  DaemonProcess daemon(dir / "mh.sock", {"--shutdown_grace=10s"});
+  DaemonProcess daemon(dir / "mh.sock", {"--shutdown_grace=30s"});
   REQUIRE(daemon.started());
   REQUIRE(fs::exists(daemon.socket_path()));
 
   // A Watch stream in flight must not hold shutdown for the whole grace.
+  // What remains is gRPC's graceful GOAWAY: it waits for the client to
+  // answer a ping, and a C++ client whose stream has ended reads its socket
+  // only every 5 s (its backup poller). Hence the bound of 10 s, not 30.
   auto stub = HealthStub(daemon.socket_path());
   grpc::ClientContext watch_context;
   auto watch = stub->Watch(&watch_context, HealthCheckRequest());
@@ -113,16 +116,23 @@ TEST_CASE("SIGTERM stops the daemon and removes its socket", "[daemon]") {
   REQUIRE(watch->Read(&update));
   CHECK(update.status() == HealthCheckResponse::SERVING);
 
+  // The watcher reads until the stream ends, as a real one does.
+  bool saw_not_serving = false;
+  std::thread reader([&] {
+    HealthCheckResponse next;
+    while (watch->Read(&next)) {
+      saw_not_serving = saw_not_serving || next.status() == HealthCheckResponse::NOT_SERVING;
+    }
+  });
   auto started = std::chrono::steady_clock::now();
-  CHECK(daemon.Terminate() == 0);
+  int exit_code = daemon.Terminate();
   auto took = std::chrono::steady_clock::now() - started;
-  CHECK(took < std::chrono::seconds(5));
+  reader.join();  // the stream ends with the daemon at the latest
+  INFO("daemon log:\n" << daemon.Log());
+  CHECK(exit_code == 0);
+  CHECK(took < std::chrono::seconds(10));
   CHECK_FALSE(fs::exists(daemon.socket_path()));
   // The watcher was told, then the stream ended.
-  bool saw_not_serving = false;
-  while (watch->Read(&update)) {
-    saw_not_serving = saw_not_serving || update.status() == HealthCheckResponse::NOT_SERVING;
-  }
   CHECK(saw_not_serving);
 }
 
