@@ -8,14 +8,18 @@
 // after gRPC took the previous one, so a slow client makes the process block
 // on write), and a blocking write() into the stdin pipe back-pressures the
 // client in the same way. The callback API would need an I/O thread of its
-// own for the pipes anyway.
+// own for the pipes anyway. The stream carries raw ByteBuffers (exec_stream.h)
+// so that output is read straight into the slice gRPC sends: no copy in user
+// space.
 //
-// Memory per session, bounded: one output chunk (kOutputChunk = 1 MiB) in the
-// pump plus the message gRPC is sending, one stdin message (at most 1 MiB,
+// Memory per session, bounded: one output slice (kOutputChunk = 1 MiB) being
+// filled by the pump plus the message gRPC is sending, one stdin message (at most 1 MiB,
 // refused beyond) in the reader, plus gRPC's per-stream HTTP/2 flow-control
 // window; nothing else grows with the amount of data. The output pipes hold
 // up to 1 MiB each, charged to the pod (their writer).
 #include <fcntl.h>
+#include <google/protobuf/descriptor.h>
+#include <grpcpp/support/method_handler.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,6 +47,7 @@
 #include "common/defaults.h"
 #include "daemon/cgroup_join.h"
 #include "daemon/exec_session.h"
+#include "daemon/exec_stream.h"
 #include "daemon/fs_util.h"
 #include "daemon/instances.h"
 #include "daemon/launcher.h"
@@ -72,6 +77,8 @@ constexpr const char* kMethod = "Exec";
 // made as large, so that one read finds a full message while the previous
 // one is being sent.
 constexpr size_t kOutputChunk = 1 << 20;
+// Output smaller than this is copied into a message of its own size.
+constexpr size_t kCopyBelow = 64 * 1024;
 constexpr int kOutputPipeSize = 1 << 20;
 // After the exit message, how long a client gets to half-close before the
 // call is cancelled from our side (sc-exec half-closes at once).
@@ -258,9 +265,24 @@ class Workload {
 
 }  // namespace
 
-grpc::Status MountHelperService::Exec(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::ExecResponse, v1::ExecRequest>* stream) {
+void MountHelperService::ServeExecRaw() {
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          v1::MountHelper::service_full_name());
+  // The generated Service registers its methods in the descriptor's order.
+  int index = service->FindMethodByName("Exec")->index();
+  MarkMethodStreamed(
+      index, new grpc::internal::BidiStreamingHandler<MountHelperService, grpc::ByteBuffer,
+                                                      grpc::ByteBuffer>(
+                 [](MountHelperService* self, grpc::ServerContext* context, ExecStream::Raw* raw) {
+                   return self->ExecRaw(context, raw);
+                 },
+                 this));
+}
+
+grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStream::Raw* raw) {
+  ExecStream wire(raw);
+  ExecStream* stream = &wire;
   absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
@@ -564,17 +586,21 @@ grpc::Status MountHelperService::Exec(
   std::string stop_reason;
   std::chrono::steady_clock::time_point kill_at{};
   bool killed = false;
-  std::unique_ptr<char[]> buffer;
+  // The slice output is read into. A large read leaves in it as it is (gRPC
+  // holds it until sent; the next read gets a new one), a small one is copied
+  // out and the slice reused: a keystroke's echo does not pin 1 MiB.
+  grpc::Slice buffer;
 
   // Reads what the process has written, up to kOutputChunk, and sends it as
   // one message; false once the fd is at EOF (EIO: a pty whose slave side is
   // gone), after sending what came before it.
   auto read_into_stream = [&](int fd, bool is_stderr) {
-    if (!buffer) buffer.reset(new char[kOutputChunk]);
+    if (buffer.size() == 0) buffer = grpc::Slice(kOutputChunk);
+    uint8_t* data = const_cast<uint8_t*>(buffer.begin());
     size_t got = 0;
     bool eof = false;
     while (got < kOutputChunk) {
-      ssize_t n = read(fd, buffer.get() + got, kOutputChunk - got);
+      ssize_t n = read(fd, data + got, kOutputChunk - got);
       if (n > 0) {
         got += static_cast<size_t>(n);
         continue;
@@ -584,15 +610,16 @@ grpc::Status MountHelperService::Exec(
       break;
     }
     if (got == 0 || discard) return !eof;
-    v1::ExecResponse response;
-    if (is_stderr) {
-      response.set_stderr(buffer.get(), got);
+    grpc::Slice message;
+    if (got >= kCopyBelow) {
+      message = buffer.sub(0, got);
+      buffer = grpc::Slice();
     } else {
-      response.set_stdout(buffer.get(), got);
+      message = grpc::Slice(data, got);
     }
     // Blocks while the client's flow-control window is closed: this is what
     // keeps the process from producing faster than the client consumes.
-    if (!stream->Write(response)) {
+    if (!stream->WriteOutput(is_stderr, std::move(message))) {
       discard = true;
       client_gone = true;
     }

@@ -7,7 +7,9 @@ namespace sc {
 
 MountHelperService::MountHelperService(const DaemonConfig& config, PeerRegistry* peers,
                                        AuditLog* audit)
-    : config_(config), peers_(peers), audit_(audit) {}
+    : config_(config), peers_(peers), audit_(audit) {
+  ServeExecRaw();
+}
 
 MountHelperService::~MountHelperService() = default;
 

@@ -42,8 +42,11 @@ class MountHelperService final : public v1::MountHelper::Service {
                              v1::ListInstancesResponse* response) override;
   grpc::Status CheckRootfs(grpc::ServerContext* context, const v1::CheckRootfsRequest* request,
                            v1::CheckRootfsResponse* response) override;
-  grpc::Status Exec(grpc::ServerContext* context,
-                    grpc::ServerReaderWriter<v1::ExecResponse, v1::ExecRequest>* stream) override;
+  // Exec is served on raw ByteBuffers (daemon/exec_stream.h: output leaves
+  // without a copy): the constructor installs ExecRaw as its handler, and the
+  // typed Exec of the generated base class is never called.
+  grpc::Status ExecRaw(grpc::ServerContext* context,
+                       grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream);
   grpc::Status WhoAmI(grpc::ServerContext* context, const v1::WhoAmIRequest* request,
                       v1::PeerIdentity* response) override;
 
@@ -60,6 +63,9 @@ class MountHelperService final : public v1::MountHelper::Service {
   // of an allowed call (decision "error").
   grpc::Status Finish(const char* method, const Peer& peer, const absl::Status& status,
                       Details details = {}, bool refused = false);
+
+  // Installs ExecRaw (exec_service.cc).
+  void ServeExecRaw();
 
   // Placeholder answer for RPCs whose issue has not landed yet.
   grpc::Status NotYet(grpc::ServerContext* context, const char* method, const char* what);

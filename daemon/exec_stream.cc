@@ -1,0 +1,44 @@
+#include "daemon/exec_stream.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+
+#include <cstdint>
+
+namespace sc {
+
+bool ExecStream::Read(v1::ExecRequest* request) {
+  grpc::ByteBuffer buffer;
+  if (!raw_->Read(&buffer)) return false;
+  return grpc::SerializationTraits<v1::ExecRequest>::Deserialize(&buffer, request).ok();
+}
+
+bool ExecStream::Write(const v1::ExecResponse& response) {
+  grpc::ByteBuffer buffer;
+  bool own = false;
+  if (!grpc::SerializationTraits<v1::ExecResponse>::Serialize(response, &buffer, &own).ok()) {
+    return false;
+  }
+  return raw_->Write(buffer);
+}
+
+bool ExecStream::WriteOutput(bool is_stderr, grpc::Slice data) {
+  return raw_->Write(OutputMessage(is_stderr, std::move(data)));
+}
+
+grpc::ByteBuffer OutputMessage(bool is_stderr, grpc::Slice data) {
+  using google::protobuf::internal::WireFormatLite;
+  using google::protobuf::io::CodedOutputStream;
+  int field =
+      is_stderr ? v1::ExecResponse::kStderrFieldNumber : v1::ExecResponse::kStdoutFieldNumber;
+  // A tag of one field (at most 5 bytes) and a length (at most 5).
+  uint8_t header[10];
+  uint8_t* end = CodedOutputStream::WriteTagToArray(
+      WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED), header);
+  end = CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(data.size()), end);
+  grpc::Slice slices[2] = {grpc::Slice(header, static_cast<size_t>(end - header)), std::move(data)};
+  return grpc::ByteBuffer(slices, 2);
+}
+
+}  // namespace sc

@@ -1,0 +1,44 @@
+#ifndef DAEMON_EXEC_STREAM_H_
+#define DAEMON_EXEC_STREAM_H_
+
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/slice.h>
+#include <grpcpp/support/sync_stream.h>
+
+#include "mounthelper.pb.h"
+
+namespace sc {
+
+namespace v1 = ::stoppablecontainer::mounthelper::v1;
+
+// The wire of one Exec call. Exec is served on raw ByteBuffers (see
+// MountHelperService::ServeExecRaw) so that output leaves without being
+// copied in user space: the pump reads the process's output straight into a
+// gRPC slice, and the message is a few header bytes (the field's tag and
+// length) followed by that slice. Everything else is (de)serialized with
+// protobuf exactly as the generated code would: the bytes on the wire are
+// the same.
+class ExecStream {
+ public:
+  using Raw = grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>;
+  explicit ExecStream(Raw* raw) : raw_(raw) {}
+
+  // The next client message; false at the end of the stream, or when a
+  // message does not parse (the generated API's Read does the same).
+  bool Read(v1::ExecRequest* request);
+  bool Write(const v1::ExecResponse& response);
+  // Sends `data` as an ExecResponse's stdout (or stderr). Blocks while the
+  // client's flow-control window is closed, as Write does.
+  bool WriteOutput(bool is_stderr, grpc::Slice data);
+
+ private:
+  Raw* raw_;
+};
+
+// An ExecResponse with `data` as its stdout or stderr, serialized as
+// protobuf would, `data` itself not copied. Exposed for tests.
+grpc::ByteBuffer OutputMessage(bool is_stderr, grpc::Slice data);
+
+}  // namespace sc
+
+#endif  // DAEMON_EXEC_STREAM_H_
