@@ -1,9 +1,13 @@
 #include "wrapper/stream.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/sync_stream.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +22,7 @@
 #include "common/exit_codes.h"
 #include "common/status_names.h"
 #include "common/unique_fd.h"
+#include "wrapper/exec_wire.h"
 #include "wrapper/signals.h"
 #include "wrapper/terminal.h"
 #include "wrapper/trace.h"
@@ -27,20 +32,60 @@ namespace {
 
 namespace v1 = ::stoppablecontainer::mounthelper::v1;
 
-constexpr size_t kStdinChunk = 64 * 1024;
+// stdin goes out in messages of up to 1 MiB (the most the daemon takes):
+// whatever is there to read, in one go. Less than kCopyBelow is copied into a
+// message of its own size, so that a keystroke does not pin a 1 MiB slice.
+constexpr size_t kStdinChunk = 1 << 20;
+constexpr size_t kCopyBelow = 64 * 1024;
+
+// Writes all of `data` to fd, consuming it; false when the fd is gone (EPIPE,
+// EBADF...).
+bool WriteFullyV(int fd, std::vector<iovec>* data) {
+  size_t first = 0;
+  while (first < data->size()) {
+    int count = static_cast<int>(std::min<size_t>(data->size() - first, IOV_MAX));
+    ssize_t n = writev(fd, data->data() + first, count);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || (n == 0 && (*data)[first].iov_len > 0)) return false;
+    size_t done = static_cast<size_t>(n);
+    while (first < data->size() && done >= (*data)[first].iov_len) {
+      done -= (*data)[first].iov_len;
+      ++first;
+    }
+    if (done > 0) {
+      (*data)[first].iov_base = static_cast<char*>((*data)[first].iov_base) + done;
+      (*data)[first].iov_len -= done;
+    }
+  }
+  return true;
+}
 
 // Writes all of `data` to fd; false when the fd is gone (EPIPE, EBADF...).
 bool WriteFully(int fd, const std::string& data) {
-  const char* p = data.data();
-  size_t left = data.size();
-  while (left > 0) {
-    ssize_t n = write(fd, p, left);
+  iovec one{const_cast<char*>(data.data()), data.size()};
+  std::vector<iovec> v{one};
+  return WriteFullyV(fd, &v);
+}
+
+// Reads what fd 0 has, up to `size` bytes into `buffer`: blocks for the first
+// bytes, then takes what else is already there (FIONREAD) without waiting.
+// Returns the count, 0 at EOF, -1 on error.
+ssize_t ReadAvailable(uint8_t* buffer, size_t size) {
+  ssize_t n;
+  do {
+    n = read(0, buffer, size);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return n;
+  size_t got = static_cast<size_t>(n);
+  while (got < size) {
+    int more = 0;
+    if (ioctl(0, FIONREAD, &more) != 0 || more <= 0) break;
+    n = read(0, buffer + got, std::min(size - got, static_cast<size_t>(more)));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    left -= static_cast<size_t>(n);
+    if (n <= 0) break;  // the next read reports it
+    got += static_cast<size_t>(n);
   }
-  return true;
+  return static_cast<ssize_t>(got);
 }
 
 const char* CodeName(grpc::StatusCode code) { return StatusCodeName(static_cast<int>(code)); }
@@ -64,7 +109,8 @@ namespace {
 // is never freed: those threads may still hold it while sc-exec exits.
 struct Shared {
   grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::ExecRequest, v1::ExecResponse>> stream;
+  // Raw ByteBuffers (wrapper/exec_wire.h): stdin and output are not copied.
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream;
   // Writes come from the stdin thread and the signal thread; gRPC allows one
   // at a time, and none after Finish.
   std::timed_mutex write_mu;
@@ -74,19 +120,28 @@ struct Shared {
   // process group directly.
   std::atomic<pid_t> detached{0};
 
-  bool Send(const v1::ExecRequest& request) {
+  bool Send(const v1::ExecRequest& request) { return SendRaw(RequestMessage(request)); }
+  bool SendRaw(const grpc::ByteBuffer& message) {
     std::lock_guard<std::timed_mutex> lock(write_mu);
     if (finished) return false;
-    return stream->Write(request);
+    return stream->Write(message);
   }
 };
 
 }  // namespace
 
-int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
+int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
   Shared* shared = new Shared;
   shared->tty = options.tty;
-  shared->stream = stub->Exec(&shared->context);
+  // MountHelper/Exec as the generated stub calls it, with ByteBuffers for
+  // messages.
+  static const std::string method =
+      std::string("/") + v1::MountHelper::service_full_name() + "/Exec";
+  static const grpc::internal::RpcMethod exec_method(method.c_str(),
+                                                     grpc::internal::RpcMethod::BIDI_STREAMING);
+  shared->stream.reset(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
+          channel, exec_method, &shared->context));
   TracePoint("call");
   auto& stream = shared->stream;
   auto& context = shared->context;
@@ -111,7 +166,7 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
       start->mutable_window_size()->set_y_pixels(size.ws_ypixel);
     }
   }
-  if (!stream->Write(first)) {
+  if (!stream->Write(RequestMessage(first))) {
     grpc::Status status = stream->Finish();
     std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),
                  status.error_message().c_str());
@@ -144,26 +199,51 @@ int RunSession(v1::MountHelper::Stub* stub, const SessionOptions& options) {
   // stdin: a detached thread, since read(0) cannot be interrupted portably;
   // the process exits without joining it.
   std::thread([shared] {
-    std::string buffer(kStdinChunk, '\0');
+    grpc::Slice buffer;
     while (true) {
-      ssize_t n = read(0, buffer.data(), buffer.size());
-      if (n < 0 && errno == EINTR) continue;
+      if (buffer.size() == 0) buffer = grpc::Slice(kStdinChunk);
+      uint8_t* data = const_cast<uint8_t*>(buffer.begin());
+      ssize_t n = ReadAvailable(data, kStdinChunk);
       if (n <= 0) break;  // EOF, or stdin is closed/unreadable: EOF too
-      v1::ExecRequest request;
-      request.set_stdin(buffer.data(), static_cast<size_t>(n));
-      if (!shared->Send(request)) return;
+      size_t got = static_cast<size_t>(n);
+      grpc::Slice message;
+      if (got >= kCopyBelow) {
+        // gRPC holds it until sent; the next read gets a new one.
+        message = buffer.sub(0, got);
+        buffer = grpc::Slice();
+      } else {
+        message = grpc::Slice(data, got);
+      }
+      if (!shared->SendRaw(StdinMessage(std::move(message)))) return;
     }
     v1::ExecRequest eof;
     eof.mutable_stdin_eof();
     shared->Send(eof);
   }).detach();
 
-  v1::ExecResponse response;
+  grpc::ByteBuffer message;
+  std::vector<grpc::Slice> slices;
+  std::vector<iovec> output;
   bool have_exit = false;
   v1::ExecExit exit;
   bool stdout_ok = true, stderr_ok = true, sent_sigpipe = false;
   pid_t started_pid = 0;
-  while (stream->Read(&response)) {
+  while (stream->Read(&message)) {
+    // A message that cannot be taken apart ends the stream, as the
+    // generated API's Read does.
+    if (!message.Dump(&slices).ok()) break;
+    bool is_stderr = false;
+    v1::ExecResponse response;  // stays empty for output taken apart here
+    if (OutputOf(slices, &is_stderr, &output)) {
+      // Output, by far the most messages: from gRPC's slices to the fd.
+      if (is_stderr) {
+        if (stderr_ok) stderr_ok = WriteFullyV(2, &output);
+      } else {
+        if (stdout_ok) stdout_ok = WriteFullyV(1, &output);
+      }
+    } else if (!ParseResponse(slices, &response)) {
+      break;
+    }
     switch (response.kind_case()) {
       case v1::ExecResponse::kStdout:
         if (stdout_ok) stdout_ok = WriteFully(1, response.stdout());

@@ -27,8 +27,7 @@ struct SessionOptions {
 // size changes, and returns the exit code sc-exec should exit with: the
 // process's code, 128+N for signal N, or one of common/exit_codes.h with a
 // message on stderr. The terminal is restored before it returns.
-int RunSession(::stoppablecontainer::mounthelper::v1::MountHelper::Stub* stub,
-               const SessionOptions& options);
+int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options);
 
 // The environment to pass: `environ` minus sc-exec's own variables
 // (SC_SOCKET, SC_EXEC_*).
