@@ -13,10 +13,11 @@
 // space.
 //
 // Memory per session, bounded: one output slice (kOutputChunk = 1 MiB) being
-// filled by the pump plus the message gRPC is sending, one stdin message (at most 1 MiB,
-// refused beyond) in the reader, plus gRPC's per-stream HTTP/2 flow-control
-// window; nothing else grows with the amount of data. The output pipes hold
-// up to 1 MiB each, charged to the pod (their writer).
+// filled by the pump plus the message gRPC is sending, one stdin message (at
+// most 1 MiB, refused beyond) in the reader, plus gRPC's per-stream HTTP/2
+// flow-control window; nothing else grows with the amount of data. The pipes
+// hold up to 1 MiB each: output charged to the pod (their writer), stdin to
+// the daemon.
 #include <fcntl.h>
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/support/method_handler.h>
@@ -27,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -35,6 +37,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -73,13 +76,13 @@ constexpr const char* kMethod = "Exec";
 // has written when the pump wakes up, read in one go. Per-message costs (two
 // thread hand-offs in gRPC's sync API, an HTTP/2 frame header, a wake-up of
 // the client) then stay small against the copying; with 32 KiB messages
-// they were most of the daemon's CPU time. The process's output pipes are
-// made as large, so that one read finds a full message while the previous
-// one is being sent.
+// they were most of the daemon's CPU time. The process's pipes are made as
+// large: one read finds a full message while the previous one is being sent,
+// and a 1 MiB stdin message goes in with one write.
 constexpr size_t kOutputChunk = 1 << 20;
+constexpr int kPipeSize = 1 << 20;
 // Output smaller than this is copied into a message of its own size.
 constexpr size_t kCopyBelow = 64 * 1024;
-constexpr int kOutputPipeSize = 1 << 20;
 // After the exit message, how long a client gets to half-close before the
 // call is cancelled from our side (sc-exec half-closes at once).
 constexpr auto kClientCloseWait = std::chrono::seconds(5);
@@ -177,6 +180,44 @@ int WriteAll(int fd, absl::string_view data, int stop_fd) {
     ssize_t n = write(fd, data.data(), data.size());
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) return errno;
+    pollfd pfds[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
+    if (poll(pfds, 2, -1) < 0 && errno != EINTR) return errno;
+    if (pfds[1].revents & POLLIN) return ECANCELED;
+    if (pfds[0].revents & (POLLERR | POLLHUP)) return EPIPE;
+  }
+  return 0;
+}
+
+size_t SlicesSize(const std::vector<grpc::Slice>& slices) {
+  size_t size = 0;
+  for (const grpc::Slice& s : slices) size += s.size();
+  return size;
+}
+
+// WriteAll for the pieces of a message as gRPC delivered them (writev).
+int WriteAllSlices(int fd, std::vector<grpc::Slice>* slices, int stop_fd) {
+  std::vector<iovec> iov;
+  for (const grpc::Slice& s : *slices) {
+    if (s.size() > 0) iov.push_back({const_cast<uint8_t*>(s.begin()), s.size()});
+  }
+  size_t first = 0;
+  while (first < iov.size()) {
+    int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+    ssize_t n = writev(fd, iov.data() + first, count);
+    if (n > 0) {
+      size_t done = static_cast<size_t>(n);
+      while (first < iov.size() && done >= iov[first].iov_len) {
+        done -= iov[first].iov_len;
+        ++first;
+      }
+      if (done > 0) {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + done;
+        iov[first].iov_len -= done;
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -469,7 +510,9 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     }
     // Best effort: pipe-max-size or the per-user pipe limits may refuse it,
     // and the default size works, only slower.
-    for (int fd : {out.read.get(), err.read.get()}) fcntl(fd, F_SETPIPE_SZ, kOutputPipeSize);
+    for (int fd : {in.write.get(), out.read.get(), err.read.get()}) {
+      fcntl(fd, F_SETPIPE_SZ, kPipeSize);
+    }
     spec.stdin_fd = in.read.get();
     spec.stdout_fd = out.write.get();
     spec.stderr_fd = err.write.get();
@@ -537,8 +580,13 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
         stdin_fd.reset();
       }
     };
-    while (stream->Read(&request)) {
-      absl::StatusOr<ExecInput::Action> action = input.OnMessage(&request);
+    std::vector<grpc::Slice> stdin_data;  // a stdin message, as it arrived
+    while (true) {
+      ExecStream::Got got = stream->ReadInput(&request, &stdin_data);
+      if (got == ExecStream::Got::kEnd) break;
+      absl::StatusOr<ExecInput::Action> action = got == ExecStream::Got::kStdin
+                                                     ? input.OnStdin(SlicesSize(stdin_data))
+                                                     : input.OnMessage(&request);
       if (!action.ok()) {
         protocol_error = action.status();
         protocol_failed = true;
@@ -549,7 +597,9 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
         case ExecInput::Kind::kStdin: {
           if (stdin_dead) break;
           int target = tty ? tty_fd : stdin_fd.get();
-          int rc = WriteAll(target, action->data, reader_stop.get());
+          int rc = got == ExecStream::Got::kStdin
+                       ? WriteAllSlices(target, &stdin_data, reader_stop.get())
+                       : WriteAll(target, action->data, reader_stop.get());
           if (rc != 0) stdin_dead = true;
           break;
         }

@@ -70,15 +70,11 @@ absl::StatusOr<ExecInput::Action> ExecInput::OnMessage(v1::ExecRequest* request)
   switch (request->kind_case()) {
     case v1::ExecRequest::kStart:
       return absl::InvalidArgumentError("start sent twice: it must be the first message only");
-    case v1::ExecRequest::kStdin:
-      if (stdin_closed_) return absl::InvalidArgumentError("stdin data after stdin_eof");
-      if (request->stdin().size() > kMaxStdinChunk) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("stdin message larger than ", kMaxStdinChunk, " bytes"));
-      }
-      action.kind = Kind::kStdin;
-      action.data = std::move(*request->mutable_stdin());
-      return action;
+    case v1::ExecRequest::kStdin: {
+      absl::StatusOr<Action> checked = OnStdin(request->stdin().size());
+      if (checked.ok()) checked->data = std::move(*request->mutable_stdin());
+      return checked;
+    }
     case v1::ExecRequest::kStdinEof:
       if (stdin_closed_) return action;  // repeated EOF: harmless
       stdin_closed_ = true;
@@ -111,6 +107,17 @@ absl::StatusOr<ExecInput::Action> ExecInput::OnMessage(v1::ExecRequest* request)
       break;
   }
   return absl::InvalidArgumentError("empty or unknown ExecRequest");
+}
+
+absl::StatusOr<ExecInput::Action> ExecInput::OnStdin(size_t size) {
+  if (stdin_closed_) return absl::InvalidArgumentError("stdin data after stdin_eof");
+  if (size > kMaxStdinChunk) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stdin message larger than ", kMaxStdinChunk, " bytes"));
+  }
+  Action action;
+  action.kind = Kind::kStdin;
+  return action;
 }
 
 ExecInput::Action ExecInput::OnHalfClose() {

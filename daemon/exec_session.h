@@ -41,6 +41,10 @@ class ExecInput {
   explicit ExecInput(bool tty) : tty_(tty) {}
 
   absl::StatusOr<Action> OnMessage(v1::ExecRequest* request);
+  // A stdin message of `size` bytes whose bytes the caller keeps (the daemon
+  // does not copy them out of gRPC's slices): the checks of OnMessage, an
+  // Action without data.
+  absl::StatusOr<Action> OnStdin(size_t size);
   // The client half-closed (WritesDone): stdin EOF unless already sent.
   Action OnHalfClose();
   bool stdin_closed() const { return stdin_closed_; }

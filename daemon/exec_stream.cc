@@ -6,12 +6,39 @@
 
 #include <cstdint>
 
+#include "common/wire_field.h"
+
 namespace sc {
 
 bool ExecStream::Read(v1::ExecRequest* request) {
   grpc::ByteBuffer buffer;
   if (!raw_->Read(&buffer)) return false;
   return grpc::SerializationTraits<v1::ExecRequest>::Deserialize(&buffer, request).ok();
+}
+
+ExecStream::Got ExecStream::ReadInput(v1::ExecRequest* request,
+                                      std::vector<grpc::Slice>* stdin_data) {
+  grpc::ByteBuffer buffer;
+  if (!raw_->Read(&buffer)) return Got::kEnd;
+  std::vector<grpc::Slice> slices;
+  if (buffer.Dump(&slices).ok()) {
+    WirePieces pieces;
+    pieces.reserve(slices.size());
+    for (const grpc::Slice& s : slices) pieces.emplace_back(s.begin(), s.size());
+    SingleField field;
+    if (ParseSingleBytesField(pieces, &field) &&
+        field.number == v1::ExecRequest::kStdinFieldNumber) {
+      stdin_data->clear();
+      for (size_t i = field.piece; i < slices.size(); ++i) {
+        size_t from = i == field.piece ? field.offset : 0;
+        if (from < slices[i].size()) stdin_data->push_back(slices[i].sub(from, slices[i].size()));
+      }
+      return Got::kStdin;
+    }
+  }
+  return grpc::SerializationTraits<v1::ExecRequest>::Deserialize(&buffer, request).ok()
+             ? Got::kMessage
+             : Got::kEnd;
 }
 
 bool ExecStream::Write(const v1::ExecResponse& response) {

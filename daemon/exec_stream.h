@@ -5,6 +5,8 @@
 #include <grpcpp/support/slice.h>
 #include <grpcpp/support/sync_stream.h>
 
+#include <vector>
+
 #include "mounthelper.pb.h"
 
 namespace sc {
@@ -26,6 +28,12 @@ class ExecStream {
   // The next client message; false at the end of the stream, or when a
   // message does not parse (the generated API's Read does the same).
   bool Read(v1::ExecRequest* request);
+
+  enum class Got { kEnd, kMessage, kStdin };
+  // As Read, but a message that is nothing but stdin is not parsed: its bytes
+  // are left where they arrived, in `stdin_data` (kStdin), and `request` is
+  // not touched. kMessage: parsed into `request`.
+  Got ReadInput(v1::ExecRequest* request, std::vector<grpc::Slice>* stdin_data);
   bool Write(const v1::ExecResponse& response);
   // Sends `data` as an ExecResponse's stdout (or stderr). Blocks while the
   // client's flow-control window is closed, as Write does.
