@@ -18,6 +18,11 @@ export BUILD_DIR=${BUILD_DIR:-build-test}
 start=$(date +%s)
 scripts/build.sh -DSC_SANITIZE="$sanitize"
 echo "build took $(( $(date +%s) - start )) s (sanitizers: ${sanitize:-none})"
+# The gate below means something only if the runtime is really in the daemon.
+case $sanitize in
+  *address*) grep -q __asan_init "$BUILD_DIR/daemon/sc-mount-helper" ;;
+  *thread*) grep -q __tsan_init "$BUILD_DIR/daemon/sc-mount-helper" ;;
+esac || { echo "the daemon was not built with $sanitize" >&2; exit 1; }
 
 reports=$(mktemp -d /tmp/sc-sanitizer-reports-XXXXXX)
 trap 'rm -rf "$reports"' EXIT
