@@ -36,7 +36,9 @@ a terminal of its own: this one is put in raw mode (restored on exit), its
 size is sent at start and on every SIGWINCH, and stdout/stderr are merged.
 SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to sc-exec are
 forwarded to CMD's process group. If sc-exec dies or is killed, the daemon
-sends CMD SIGHUP and SIGTERM, then SIGKILL after its grace period.
+sends CMD SIGHUP and SIGTERM, then SIGKILL after its grace period; if the
+daemon goes away instead (killed, restarted), sc-exec does the same itself
+(SIGKILL after 5 s) and exits 124.
 
 Modes:
   (default)       run CMD; through a symlink NAME -> sc-exec, runs NAME ARGS

@@ -90,6 +90,34 @@ ssize_t ReadAvailable(uint8_t* buffer, size_t size) {
 
 const char* CodeName(grpc::StatusCode code) { return StatusCodeName(static_cast<int>(code)); }
 
+// The daemon's default grace (--exec_kill_grace) between SIGTERM and SIGKILL
+// for a dropped session.
+constexpr int kDroppedSessionGraceSeconds = 5;
+
+bool PidfdAlive(int pidfd) { return syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0; }
+
+// Stops a session's process group the way the daemon does when its client
+// goes away: SIGHUP, SIGCONT and SIGTERM, then SIGKILL to what is left once
+// the leader has exited or the grace has passed. The leader (pinned by
+// `pidfd`) made the group with setsid, and was alive when this started, so
+// the group is its; the group id stays taken while any member lives.
+void StopDroppedSession(pid_t leader, int pidfd) {
+  for (int sig : {SIGHUP, SIGCONT, SIGTERM}) {
+    kill(-leader, sig);
+    syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+  }
+  pollfd exited{pidfd, POLLIN, 0};
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(kDroppedSessionGraceSeconds);
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || poll(&exited, 1, static_cast<int>(left.count())) >= 0) break;
+  }
+  kill(-leader, SIGKILL);
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+}
+
 }  // namespace
 
 std::vector<std::string> PassedEnvironment(char** env) {
@@ -228,6 +256,9 @@ int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
   v1::ExecExit exit;
   bool stdout_ok = true, stderr_ok = true, sent_sigpipe = false;
   pid_t started_pid = 0;
+  // Pinned as soon as it is named: only this process is ever signalled by
+  // the dropped-session stop below, even if its pid is reused later.
+  UniqueFd started_pidfd;
   while (stream->Read(&message)) {
     // A message that cannot be taken apart ends the stream, as the
     // generated API's Read does.
@@ -254,6 +285,11 @@ int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
       case v1::ExecResponse::kStarted:
         TracePoint("started");
         started_pid = response.started().pid();
+        // An operator's process (--instance) runs in a pid namespace of its
+        // own: its pid names nothing here.
+        if (options.instance_name.empty() && started_pid > 1) {
+          started_pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, started_pid, 0)));
+        }
         break;
       case v1::ExecResponse::kExit:
         TracePoint("exit_status");
@@ -309,6 +345,19 @@ int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
                    started_pid);
       return kExitStreamBroken;
     }
+  }
+  if (!options.outlive_daemon && started_pidfd && PidfdAlive(started_pidfd.get())) {
+    // The session is dropped (the daemon died or was restarted): nobody else
+    // will stop the process, so do what the daemon does for a dropped
+    // connection, and leave no orphan in the pod.
+    std::fprintf(stderr,
+                 "sc-exec: lost the mount-helper (%s: %s); stopping %s (pid %d) as a dropped "
+                 "session: SIGHUP and SIGTERM, SIGKILL after %d s\n",
+                 CodeName(status.error_code()), status.error_message().c_str(),
+                 options.argv[0].c_str(), started_pid, kDroppedSessionGraceSeconds);
+    shared->detached = started_pid;
+    StopDroppedSession(started_pid, started_pidfd.get());
+    return kExitStreamBroken;
   }
   if (!status.ok()) {
     std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),
