@@ -80,6 +80,10 @@ constexpr const char* kMethod = "Exec";
 // large: one read finds a full message while the previous one is being sent,
 // and a 1 MiB stdin message goes in with one write.
 constexpr size_t kOutputChunk = 1 << 20;
+// What all sessions together may hold in output being read and sent: with
+// many sessions at once each reads at most its share (not below
+// kCopyBelow), so 256 busy sessions read 128 KiB each, not 1 MiB.
+constexpr size_t kOutputBudget = 32 << 20;
 constexpr int kPipeSize = 1 << 20;
 // Output smaller than this is copied into a message of its own size.
 constexpr size_t kCopyBelow = 64 * 1024;
@@ -254,6 +258,18 @@ absl::Status SetNonBlocking(int fd) {
   }
   return absl::OkStatus();
 }
+
+// Counts the sessions pumping output, for their share of kOutputBudget.
+class ActivePumps {
+ public:
+  ActivePumps() { active_.fetch_add(1); }
+  ~ActivePumps() { active_.fetch_sub(1); }
+  size_t count() const { return static_cast<size_t>(std::max(1, active_.load())); }
+
+ private:
+  static std::atomic<int> active_;
+};
+std::atomic<int> ActivePumps::active_{0};
 
 // The running process, shared by the pump and the reader: signals go to its
 // process group only while the leader is unreaped (its pid, and so the group
@@ -641,16 +657,19 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   // out and the slice reused: a keystroke's echo does not pin 1 MiB.
   grpc::Slice buffer;
 
-  // Reads what the process has written, up to kOutputChunk, and sends it as
-  // one message; false once the fd is at EOF (EIO: a pty whose slave side is
+  ActivePumps pumps;
+
+  // Reads what the process has written, up to a chunk, and sends it as one
+  // message; false once the fd is at EOF (EIO: a pty whose slave side is
   // gone), after sending what came before it.
   auto read_into_stream = [&](int fd, bool is_stderr) {
-    if (buffer.size() == 0) buffer = grpc::Slice(kOutputChunk);
+    size_t chunk = std::clamp(kOutputBudget / pumps.count(), kCopyBelow, kOutputChunk);
+    if (buffer.size() < chunk) buffer = grpc::Slice(chunk);
     uint8_t* data = const_cast<uint8_t*>(buffer.begin());
     size_t got = 0;
     bool eof = false;
-    while (got < kOutputChunk) {
-      ssize_t n = read(fd, data + got, kOutputChunk - got);
+    while (got < chunk) {
+      ssize_t n = read(fd, data + got, chunk - got);
       if (n > 0) {
         got += static_cast<size_t>(n);
         continue;

@@ -166,8 +166,8 @@ int main(int argc, char** argv) {
   // default thresholds such blocks come from mmap or the heap is trimmed
   // after them, and every message paid page faults and the zeroing of fresh
   // pages (15% of sc-exec's CPU time while streaming). Keep them in the heap.
-  mallopt(M_MMAP_THRESHOLD, 4 << 20);
-  mallopt(M_TRIM_THRESHOLD, 16 << 20);
+  mallopt(M_MMAP_THRESHOLD, 2 << 20);
+  mallopt(M_TRIM_THRESHOLD, 4 << 20);
   sc::TraceInit();
   sc::TracePoint("main");
   // First, before gRPC starts any thread: see signals.h.
