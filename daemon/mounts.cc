@@ -131,8 +131,10 @@ absl::Status BindAt(int source_fd, int target_fd, bool recursive, uint64_t attrs
   return Attach(tree.get(), target_fd, "bind");
 }
 
-absl::Status UnmountAt(int parent_fd, const std::string& name, int expected_id, bool* lazily) {
-  *lazily = false;
+namespace {
+
+// The top-most mount on `name` must be `expected_id`.
+absl::Status CheckMountId(int parent_fd, const std::string& name, int expected_id) {
   struct statx stx {};
   if (statx(parent_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) != 0) {
     return ErrnoStatus(errno, absl::StrCat("statx ", name));
@@ -142,6 +144,23 @@ absl::Status UnmountAt(int parent_fd, const std::string& name, int expected_id, 
                                            ", not the expected ", expected_id,
                                            " (the mount table changed; retry)"));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status DetachTreeAt(int parent_fd, const std::string& name, int expected_id) {
+  if (absl::Status s = CheckMountId(parent_fd, name, expected_id); !s.ok()) return s;
+  std::string path = absl::StrCat(FdPath(parent_fd), "/", name);
+  if (umount2(path.c_str(), UMOUNT_NOFOLLOW | MNT_DETACH) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("umount(MNT_DETACH) ", name));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UnmountAt(int parent_fd, const std::string& name, int expected_id, bool* lazily) {
+  *lazily = false;
+  if (absl::Status s = CheckMountId(parent_fd, name, expected_id); !s.ok()) return s;
   // The parent is pinned by fd, the last component is a mount point (which
   // cannot be renamed or replaced while mounted) and is not followed.
   std::string path = absl::StrCat(FdPath(parent_fd), "/", name);

@@ -52,6 +52,10 @@ absl::Status SetPropagation(int mount_fd, uint64_t propagation, bool recursive);
 // resort, which sets *lazily = true.
 absl::Status UnmountAt(int parent_fd, const std::string& name, int expected_id, bool* lazily);
 
+// Detaches the mount on `name` in directory `parent_fd` together with every
+// mount below it in one step (MNT_DETACH), after the same check as UnmountAt.
+absl::Status DetachTreeAt(int parent_fd, const std::string& name, int expected_id);
+
 }  // namespace sc
 
 #endif  // DAEMON_MOUNTS_H_

@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -156,12 +158,43 @@ struct ReleaseCounts {
   uint32_t lazily = 0;
 };
 
-// Unmounts everything at or below the instance's rootfs, deepest first.
+// Unmounts everything at or below the instance's rootfs, deepest first, in
+// an order that never leaves an instance looking READY while it is not whole,
+// whenever the release stops (a SIGKILL of the daemon): the next Prepare
+// completes only the steps it finds missing (CompleteInstance), so a step
+// must be either whole or missing. The proc/sys bind, the sign that the proc
+// step is done, goes first (from then on the instance is PARTIAL); the
+// recursive binds of /dev and /sys each go as one unit (their copies of the
+// node's mounts below them are detached with them, at once), never copy by
+// copy.
 absl::StatusOr<ReleaseCounts> UnmountInstance(int instance_fd, const InstanceLayout& layout) {
   ReleaseCounts counts;
-  absl::StatusOr<InstanceView> view = CurrentView(layout);
-  if (!view.ok()) return view.status();
-  for (const MountInfoEntry& e : UnmountOrder(view->mounts)) {
+  absl::StatusOr<std::vector<MountInfoEntry>> table = ReadSelfMountInfo();
+  if (!table.ok()) return table.status();
+  InstanceView view = DeriveInstance(*table, layout.rootfs);
+  std::set<dev_t> node_devices;
+  for (const MountInfoEntry& e : *table) {
+    if (!PathAtOrBelow(e.target, layout.rootfs)) node_devices.insert(e.devno);
+  }
+  const std::string proc_sys = layout.rootfs + "/proc/sys";
+  std::vector<std::string> units;  // tops of the /dev and /sys binds
+  for (const char* rel : {"/dev", "/sys"}) units.push_back(layout.rootfs + rel);
+  // A copy of a node mount brought along by a unit's recursive bind.
+  auto in_unit = [&](const MountInfoEntry& e) {
+    for (const std::string& u : units) {
+      if (e.target != u && PathAtOrBelow(e.target, u) && node_devices.count(e.devno) > 0) {
+        return true;
+      }
+    }
+    return false;
+  };
+  std::vector<MountInfoEntry> order = UnmountOrder(view.mounts);
+  std::stable_partition(order.begin(), order.end(),
+                        [&](const MountInfoEntry& e) { return PathAtOrBelow(e.target, proc_sys); });
+  for (const MountInfoEntry& e : order) {
+    if (in_unit(e)) continue;
+    bool unit = std::find(units.begin(), units.end(), e.target) != units.end() &&
+                node_devices.count(e.devno) > 0;
     // e.target is <dir>/rootfs[/...]: split into a parent below the instance
     // directory and the mount point's name.
     std::string rel = e.target.substr(layout.dir.size() + 1);
@@ -174,11 +207,20 @@ absl::StatusOr<ReleaseCounts> UnmountInstance(int instance_fd, const InstanceLay
                           absl::StrCat("unmount ", e.target, ": ", parent.status().message()));
     }
     bool lazily = false;
-    if (absl::Status s = UnmountAt(parent->get(), name, e.id, &lazily); !s.ok()) {
+    absl::Status s = unit ? DetachTreeAt(parent->get(), name, e.id)
+                          : UnmountAt(parent->get(), name, e.id, &lazily);
+    if (!s.ok()) {
       return absl::Status(s.code(), absl::StrCat("unmount ", e.target, ": ", s.message(), " (",
                                                  counts.unmounted, " unmounted before)"));
     }
     ++counts.unmounted;
+    if (unit) {
+      for (const MountInfoEntry& below : view.mounts) {
+        if (below.target != e.target && PathAtOrBelow(below.target, e.target) && in_unit(below)) {
+          ++counts.unmounted;
+        }
+      }
+    }
     if (lazily) {
       ++counts.lazily;
       spdlog::warn("{} was busy and only lazily detached", e.target);
