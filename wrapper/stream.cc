@@ -167,6 +167,9 @@ int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
       std::string("/") + v1::MountHelper::service_full_name() + "/Exec";
   static const grpc::internal::RpcMethod exec_method(method.c_str(),
                                                      grpc::internal::RpcMethod::BIDI_STREAMING);
+  // The call's headers go out with the first message, in one write, instead
+  // of a round of their own.
+  shared->context.set_initial_metadata_corked(true);
   shared->stream.reset(
       grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
           channel, exec_method, &shared->context));
