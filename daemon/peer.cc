@@ -71,14 +71,21 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
   }
 
   // The socket's own pidfd names the process that connected, even if it has
-  // exited and its pid was reused since. Older kernels: open one from the pid,
-  // which leaves the window between connect() and here.
+  // exited and its pid was reused since. Kernels without SO_PEERPIDFD (before
+  // 6.5, ENOPROTOOPT): open one from the pid, which leaves the window between
+  // connect() and here. Kernels 6.5 to 6.15 answer EINVAL for a peer that has
+  // exited and been reaped: its pid may already be someone else's, so it must
+  // not be opened by number.
   int pidfd = -1;
   len = sizeof(pidfd);
   if (getsockopt(conn_fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
     peer->pidfd_.reset(pidfd);
     peer->pinned_by_socket_ = true;
-  } else if (errno == ENOPROTOOPT || errno == EINVAL) {
+  } else if (errno == EINVAL) {
+    peer->unknown_reason_ =
+        absl::StrCat("the calling process (pid ", cred.pid, ") has exited (SO_PEERPIDFD: EINVAL)");
+    return std::shared_ptr<const Peer>(std::move(peer));
+  } else if (errno == ENOPROTOOPT) {
     peer->pidfd_.reset(PidfdOpen(cred.pid, 0));
     if (!peer->pidfd_) {
       peer->unknown_reason_ = ErrnoMessage(errno, "pidfd_open(peer)");

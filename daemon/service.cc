@@ -24,6 +24,17 @@ absl::StatusOr<std::shared_ptr<const Peer>> MountHelperService::Caller(grpc::Ser
     audit_->Write({method, nullptr, grpc_peer, denied, "deny", {}});
     return denied;
   }
+  // A connection is only good while the process that opened it lives: once
+  // it has exited, whoever holds the socket now (a process it was passed to,
+  // or the pid's next owner) is someone else, and no call is applied for it.
+  if ((*peer)->pidfd() >= 0) {
+    if (absl::Status alive = (*peer)->CheckAlive(); !alive.ok()) {
+      absl::Status denied = absl::PermissionDeniedError(absl::StrCat(
+          alive.message(), "; its connection is not used for anyone else (reconnect)"));
+      audit_->Write({method, peer->get(), "", denied, "deny", {}});
+      return denied;
+    }
+  }
   return peer;
 }
 
