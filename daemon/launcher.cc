@@ -185,7 +185,7 @@ SC_CLONE_CHILD_CODE void Send(int fd, int32_t type, int32_t step, int32_t err, i
   (void)n;
 }
 
-SC_CLONE_CHILD_CODE [[noreturn]] void Fail(const Plan& p, int32_t step) {
+[[noreturn]] SC_CLONE_CHILD_CODE void Fail(const Plan& p, int32_t step) {
   Send(p.status_fd, kFailed, step, errno, 0);
   _exit(125);
 }
@@ -215,7 +215,7 @@ struct WorkloadStart {
 };
 
 // The workload, from its first instruction to execve. Async-signal-safe only.
-SC_CLONE_CHILD_CODE [[noreturn]] void RunWorkload(const Plan& p, bool in_cgroup_v2) {
+[[noreturn]] SC_CLONE_CHILD_CODE void RunWorkload(const Plan& p, bool in_cgroup_v2) {
   const LaunchSpec& s = *p.spec;
   Send(p.status_fd, kNsPid, 0, 0, static_cast<int32_t>(syscall(SYS_getpid)));
 
@@ -352,7 +352,7 @@ SC_CLONE_CHILD_CODE int WorkloadMain(void* arg) {
 // The intermediate process: takes what the workload inherits and the pid
 // namespace, then forks the workload as a sibling (CLONE_PARENT: it becomes
 // the daemon's child, so the daemon reaps it and holds its pidfd).
-SC_CLONE_CHILD_CODE [[noreturn]] void RunIntermediate(Plan& p) {
+[[noreturn]] SC_CLONE_CHILD_CODE void RunIntermediate(Plan& p) {
   const LaunchSpec& s = *p.spec;
   // A vfork child has an oom_score_adj of its own (the kernel does not
   // spread it to the daemon sharing the memory); the workload inherits it.
