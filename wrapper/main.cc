@@ -165,9 +165,13 @@ int main(int argc, char** argv) {
   // Output and stdin move in blocks of up to 1 MiB (stream.cc). With glibc's
   // default thresholds such blocks come from mmap or the heap is trimmed
   // after them, and every message paid page faults and the zeroing of fresh
-  // pages (15% of sc-exec's CPU time while streaming). Keep them in the heap.
+  // pages (15% of sc-exec's CPU time while streaming). Keep them in the heap,
+  // in one arena for all threads (a few threads, little contention) with at
+  // most 2 MiB kept free at its top: 10 MB of RSS while streaming both ways
+  // instead of 19.5 with an arena per thread and 4 MiB.
   mallopt(M_MMAP_THRESHOLD, 2 << 20);
-  mallopt(M_TRIM_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 2 << 20);
+  mallopt(M_ARENA_MAX, 1);
   sc::TraceInit();
   sc::TracePoint("main");
   // First, before gRPC starts any thread: see signals.h.
