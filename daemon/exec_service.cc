@@ -415,7 +415,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
       return Finish(kMethod, peer,
                     absl::ResourceExhaustedError(absl::StrCat("the node runs ", execs_total_,
                                                               " exec sessions, its maximum "
-                                                              "(--max_execs_total); retry later")),
+                                                              "(--max_execs); retry later")),
                     details, true);
     }
     if (!pod_key.empty() && execs_per_pod_[pod_key] >= config_.max_execs_per_pod) {
