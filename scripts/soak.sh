@@ -82,14 +82,15 @@ cases() {
   fi | tail -n 1
 }
 # The value of KEY=VALUE in the last line starting with PREFIX.
-field() { grep "^$1" "$work/$2.log" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
+field() { { grep "^$1" "$work/$2.log" || true; } | tail -n 1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
 
 SC_FAULT_LOOPS=$fault_loops run faults 1200 "[fault]"
 SC_LOAD_MAX_SESSIONS=$max_sessions SC_LOAD_SECONDS=$seconds SC_LOAD_SEQUENTIAL=$sequential \
   SC_LOAD_RATE_KIB=$rate run load 1800 "[load]"
 hostile_tags=()
+all_tags=$("$tests" --list-tags 2>/dev/null || true)
 for tag in hostile escape; do
-  "$tests" --list-tags 2>/dev/null | grep -q "\[$tag\]" && hostile_tags+=("[$tag]")
+  if grep -qF "[$tag]" <<<"$all_tags"; then hostile_tags+=("[$tag]"); fi
 done
 if ((${#hostile_tags[@]})); then
   run hostile 900 "$(IFS=,; echo "${hostile_tags[*]}")"
@@ -117,12 +118,12 @@ fi
 
 # ---------------------------------------------------------------- the table
 kills=$(grep -ho 'kills=[0-9]*' "$work/faults.log" | cut -d= -f2 | paste -sd+ - | bc 2>/dev/null || echo 0)
-states=$(grep '^SOAK fault=kill_loop' "$work/faults.log" | tail -n 1 | sed -n 's/.*states=//p')
-dead_callers=$(grep -o 'fault=dead_caller cases=[0-9]*' "$work/faults.log" | head -n 1 | cut -d= -f3)
+states=$({ grep '^SOAK fault=kill_loop' "$work/faults.log" || true; } | tail -n 1 | sed -n 's/.*states=//p')
+dead_callers=$({ grep -o 'fault=dead_caller cases=[0-9]*' "$work/faults.log" || true; } | head -n 1 | cut -d= -f3)
 disk_full=$(grep -c '^SOAK fault=disk_full ok=1' "$work/faults.log" || true)
-held=$(field LOAD load max_sessions)
+held=$(field 'LOAD ' load max_sessions)
 mib() { awk -v k="$1" 'BEGIN { if (k == "") print "?"; else printf "%.0f", k / 1024 }'; }
-leaks="fds $(field LOAD load leaked_fds), zombies $(field LOAD load zombies), mounts $(field LOAD load leaked_mounts), daemon children $(field LOAD load children) after the load"
+leaks="fds $(field 'LOAD ' load leaked_fds), zombies $(field 'LOAD ' load zombies), mounts $(field 'LOAD ' load leaked_mounts), daemon children $(field 'LOAD ' load children) after the load"
 if [[ -n $sanitize ]]; then
   leaks+="; sanitizer reports from all processes: ${#sanitizer_reports[@]}"
 fi
@@ -137,8 +138,8 @@ echo "Soak run of $(date -u +%Y-%m-%d) on $(nproc) cores, Linux $(uname -r), ${s
 echo
 echo "| check | result |"
 echo "| --- | --- |"
-echo "| load held | ${held:-?} concurrent exec sessions (steps $(grep '^LOAD_STEP' "$work/load.log" | sed -n 's/.*sessions=\([0-9]*\) errors=\([0-9]*\).*/\1:\2/p' | paste -sd' ' -) as sessions:errors), ${seconds} s each, ${rate} KiB/s each way per session, byte-exact; daemon RSS $(mib "$(field LOAD load rss_kib_during)") MiB and $(field LOAD load fds_during) fds during, $(mib "$(field LOAD load rss_kib_after)") MiB and $(field LOAD load fds_after) fds after (before: $(mib "$(field LOAD load rss_kib_before)") MiB, $(field LOAD load fds_before) fds); \`sc-exec true\` under that load p50 $(field LOAD load p50_ms) ms, p99 $(field LOAD load p99_ms) ms |"
-echo "| sequential | $(field LOAD load sequential) \`sc-exec true\` one after another: $(field LOAD load seq_failures) failures, p50 $(field LOAD load seq_p50_ms) ms, p99 $(field LOAD load seq_p99_ms) ms |"
+echo "| load held | ${held:-?} concurrent exec sessions (steps $({ grep '^LOAD_STEP' "$work/load.log" || true; } | sed -n 's/.*sessions=\([0-9]*\) errors=\([0-9]*\).*/\1:\2/p' | paste -sd' ' -) as sessions:errors), ${seconds} s each, ${rate} KiB/s each way per session, byte-exact; daemon RSS $(mib "$(field 'LOAD ' load rss_kib_during)") MiB and $(field 'LOAD ' load fds_during) fds during, $(mib "$(field 'LOAD ' load rss_kib_after)") MiB and $(field 'LOAD ' load fds_after) fds after (before: $(mib "$(field 'LOAD ' load rss_kib_before)") MiB, $(field 'LOAD ' load fds_before) fds); \`sc-exec true\` under that load p50 $(field 'LOAD ' load p50_ms) ms, p99 $(field 'LOAD ' load p99_ms) ms |"
+echo "| sequential | $(field 'LOAD ' load sequential) \`sc-exec true\` one after another: $(field 'LOAD ' load seq_failures) failures, p50 $(field 'LOAD ' load seq_p50_ms) ms, p99 $(field 'LOAD ' load seq_p99_ms) ms |"
 echo "| faults survived | ${kills:-0} daemon SIGKILLs ($fault_loops-round loop with prepares and releases in flight, states found after: ${states:-?}; 20 live sessions; mid-prepare next to a busy instance), each followed by: no double or half mount, instances re-adopted, no orphan in any pod, new sessions working; full upper layer (ENOSPC to the process, daemon healthy): $([[ $disk_full -gt 0 ]] && echo survived || echo failed); callers exiting with their call in flight, pid reused or not: ${dead_callers:-?} cases refused. [fault] $(cases faults) test cases passed |"
 if [[ -f $work/hostile.log ]]; then
   echo "| bad inputs tried | ${hostile_tried:-?} hostile requests and escape attempts (${hostile_tags[*]}: $(cases hostile) test cases passed) |"
