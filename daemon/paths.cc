@@ -140,6 +140,19 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dir_fd, absl::string_view rel, int flag
       }
       if (errno == EAGAIN || errno == EINTR) continue;
       if (errno == ENOSYS) break;  // kernel < 5.6: walk instead
+      if (errno == ENOTDIR && (flags & O_DIRECTORY) != 0) {
+        // O_DIRECTORY|O_NOFOLLOW answers ENOTDIR for a trailing symlink: say
+        // that it is a symlink, not that the directory a person sees is not one.
+        struct open_how plain {};
+        plain.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+        plain.resolve = how.resolve;
+        UniqueFd leaf(Openat2(dir_fd, clean.c_str(), &plain));
+        struct stat st {};
+        if (leaf && fstat(leaf.get(), &st) == 0 && S_ISLNK(st.st_mode)) {
+          return ResolveError(ELOOP, rel);
+        }
+        errno = ENOTDIR;
+      }
       return ResolveError(errno, rel);
     }
     if (errno != ENOSYS) return ResolveError(errno, rel);
