@@ -521,9 +521,11 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
   details.emplace_back("instance_dir", layout.dir);
 
   // Pods act only on an instance directory they have mounted, which the
-  // kubelet created for them: a pod never makes the daemon create one.
-  absl::StatusOr<UniqueFd> instance =
-      OpenInstanceDir(base->first.get(), layout, /*create=*/peer.is_operator());
+  // kubelet created for them: a pod never makes the daemon create one. An
+  // operator's new instance gets its directory only once its layers have
+  // been found good (below): a refused request leaves nothing on the node.
+  absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
+  const bool create = peer.is_operator() && absl::IsNotFound(instance.status());
   if (peer.kind() == PeerKind::kPod) {
     absl::StatusOr<bool> mounted = false;
     if (instance.ok()) {
@@ -541,7 +543,7 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
                     details, true);
     }
   }
-  if (!instance.ok()) return Finish(kMethod, peer, instance.status(), details);
+  if (!instance.ok() && !create) return Finish(kMethod, peer, instance.status(), details);
 
   Lowers lowers;
   if (request->has_layers()) {
@@ -567,6 +569,10 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
   }
   if (absl::Status s = FinishLowers(&lowers); !s.ok()) return Finish(kMethod, peer, s, details);
   details.emplace_back("layers", absl::StrJoin(lowers.paths, ":"));
+  if (create) {
+    instance = OpenInstanceDir(base->first.get(), layout, true);
+    if (!instance.ok()) return Finish(kMethod, peer, instance.status(), details);
+  }
 
   std::lock_guard<std::mutex> lock(rootfs_mu_);
   absl::StatusOr<InstanceView> view = CurrentView(layout);
