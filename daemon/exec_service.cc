@@ -350,6 +350,33 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
                       absl::StrCat("only pods and operators may exec: ", peer.unknown_reason())),
                   {}, true);
   }
+  // Limits, counted from the moment the stream is open, before its first
+  // message: a stream waiting for start holds a handler thread, so a pod that
+  // opens streams and never starts them is bounded like one that does.
+  std::string pod_key = peer.pod() ? peer.pod()->pod_uid : "";
+  std::unique_ptr<SessionSlot> slot;
+  {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    if (execs_total_ >= config_.max_execs_total) {
+      return Finish(kMethod, peer,
+                    absl::ResourceExhaustedError(absl::StrCat("the node runs ", execs_total_,
+                                                              " exec sessions, its maximum "
+                                                              "(--max_execs); retry later")),
+                    {}, true);
+    }
+    if (!pod_key.empty() && execs_per_pod_[pod_key] >= config_.max_execs_per_pod) {
+      return Finish(
+          kMethod, peer,
+          absl::ResourceExhaustedError(absl::StrCat("this pod runs ", execs_per_pod_[pod_key],
+                                                    " exec sessions, its maximum "
+                                                    "(--max_execs_per_pod); retry later")),
+          {}, true);
+    }
+    ++execs_total_;
+    if (!pod_key.empty()) ++execs_per_pod_[pod_key];
+    slot = std::make_unique<SessionSlot>(&exec_mu_, &execs_total_, &execs_per_pod_, pod_key);
+  }
+
   v1::ExecRequest first;
   if (!stream->Read(&first)) {
     return Finish(kMethod, peer, absl::InvalidArgumentError("the stream ended before start"));
@@ -404,31 +431,6 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
                       details, true);
       }
     }
-  }
-
-  // Limits.
-  std::string pod_key = peer.pod() ? peer.pod()->pod_uid : "";
-  std::unique_ptr<SessionSlot> slot;
-  {
-    std::lock_guard<std::mutex> lock(exec_mu_);
-    if (execs_total_ >= config_.max_execs_total) {
-      return Finish(kMethod, peer,
-                    absl::ResourceExhaustedError(absl::StrCat("the node runs ", execs_total_,
-                                                              " exec sessions, its maximum "
-                                                              "(--max_execs); retry later")),
-                    details, true);
-    }
-    if (!pod_key.empty() && execs_per_pod_[pod_key] >= config_.max_execs_per_pod) {
-      return Finish(
-          kMethod, peer,
-          absl::ResourceExhaustedError(absl::StrCat("this pod runs ", execs_per_pod_[pod_key],
-                                                    " exec sessions, its maximum "
-                                                    "(--max_execs_per_pod); retry later")),
-          details, true);
-    }
-    ++execs_total_;
-    if (!pod_key.empty()) ++execs_per_pod_[pod_key];
-    slot = std::make_unique<SessionSlot>(&exec_mu_, &execs_total_, &execs_per_pod_, pod_key);
   }
 
   // Every handle before any fork.
