@@ -72,6 +72,9 @@ namespace sc {
 namespace {
 
 constexpr const char* kMethod = "Exec";
+constexpr const char* kMalformed =
+    "a message does not parse as an ExecRequest (is the client built from this daemon's "
+    "mounthelper.proto?)";
 // Output goes out in messages of up to kOutputChunk: whatever the process
 // has written when the pump wakes up, read in one go. Per-message costs (two
 // thread hand-offs in gRPC's sync API, an HTTP/2 frame header, a wake-up of
@@ -379,7 +382,9 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
 
   v1::ExecRequest first;
   if (!stream->Read(&first)) {
-    return Finish(kMethod, peer, absl::InvalidArgumentError("the stream ended before start"));
+    return Finish(kMethod, peer,
+                  absl::InvalidArgumentError(
+                      stream->malformed() ? kMalformed : "the stream ended before start"));
   }
   if (!first.has_start()) {
     return Finish(kMethod, peer,
@@ -601,7 +606,15 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     std::vector<grpc::Slice> stdin_data;  // a stdin message, as it arrived
     while (true) {
       ExecStream::Got got = stream->ReadInput(&request, &stdin_data);
-      if (got == ExecStream::Got::kEnd) break;
+      if (got == ExecStream::Got::kEnd) {
+        // Garbage is a protocol error, not a half-close.
+        if (stream->malformed()) {
+          protocol_error = absl::InvalidArgumentError(kMalformed);
+          protocol_failed = true;
+          Notify(pump_wake.get());
+        }
+        break;
+      }
       absl::StatusOr<ExecInput::Action> action = got == ExecStream::Got::kStdin
                                                      ? input.OnStdin(SlicesSize(stdin_data))
                                                      : input.OnMessage(&request);

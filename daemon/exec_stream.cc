@@ -13,7 +13,8 @@ namespace sc {
 bool ExecStream::Read(v1::ExecRequest* request) {
   grpc::ByteBuffer buffer;
   if (!raw_->Read(&buffer)) return false;
-  return grpc::SerializationTraits<v1::ExecRequest>::Deserialize(&buffer, request).ok();
+  malformed_ = !grpc::SerializationTraits<v1::ExecRequest>::Deserialize(&buffer, request).ok();
+  return !malformed_;
 }
 
 ExecStream::Got ExecStream::ReadInput(v1::ExecRequest* request,
@@ -36,9 +37,8 @@ ExecStream::Got ExecStream::ReadInput(v1::ExecRequest* request,
       return Got::kStdin;
     }
   }
-  return grpc::SerializationTraits<v1::ExecRequest>::Deserialize(&buffer, request).ok()
-             ? Got::kMessage
-             : Got::kEnd;
+  malformed_ = !grpc::SerializationTraits<v1::ExecRequest>::Deserialize(&buffer, request).ok();
+  return malformed_ ? Got::kEnd : Got::kMessage;
 }
 
 bool ExecStream::Write(const v1::ExecResponse& response) {

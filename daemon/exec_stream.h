@@ -26,7 +26,8 @@ class ExecStream {
   explicit ExecStream(Raw* raw) : raw_(raw) {}
 
   // The next client message; false at the end of the stream, or when a
-  // message does not parse (the generated API's Read does the same).
+  // message does not parse (the generated API's Read does the same; then
+  // malformed() tells the two apart).
   bool Read(v1::ExecRequest* request);
 
   enum class Got { kEnd, kMessage, kStdin };
@@ -38,9 +39,13 @@ class ExecStream {
   // Sends `data` as an ExecResponse's stdout (or stderr). Blocks while the
   // client's flow-control window is closed, as Write does.
   bool WriteOutput(bool is_stderr, grpc::Slice data);
+  // Whether Read or ReadInput stopped at a message that is not an
+  // ExecRequest rather than at the end of the stream.
+  bool malformed() const { return malformed_; }
 
  private:
   Raw* raw_;
+  bool malformed_ = false;
 };
 
 // An ExecResponse with `data` as its stdout or stderr, serialized as
