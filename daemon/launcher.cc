@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 
@@ -82,6 +83,7 @@ enum Step : int32_t {
   kStepCloseFds,
   kStepSeccomp,
   kStepProc,
+  kStepWorkdirOutside,
 };
 
 const char* StepName(int32_t step) {
@@ -146,6 +148,8 @@ const char* StepName(int32_t step) {
       return "load the seccomp filter";
     case kStepProc:
       return "mount a /proc of the pod's pid namespace over the rootfs's";
+    case kStepWorkdirOutside:
+      return "check that the working directory is inside the rootfs";
   }
   return "unknown step";
 }
@@ -202,6 +206,14 @@ long StartChild(CloneArgs* args, uint64_t stack, uint64_t stack_size, int (*fn)(
   long pid = syscall(SYS_clone3, args, sizeof(*args));
   if (pid == 0) _exit(fn(arg));
   return pid;
+}
+
+// Whether the working directory is reachable from the root: the kernel names
+// one that is not "(unreachable)/...".
+SC_CLONE_CHILD_CODE bool CwdInsideRoot() {
+  char cwd[PATH_MAX];
+  long n = syscall(SYS_getcwd, cwd, sizeof(cwd));
+  return n > 0 && cwd[0] == '/';
 }
 
 SC_CLONE_CHILD_CODE bool WriteZero(int fd) {
@@ -276,9 +288,6 @@ struct WorkloadStart {
   // Without following any symlink: the fd is the directory that was checked.
   if (fchdir(s.rootfs_fd) != 0 || chroot(".") != 0) Fail(p, kStepChroot);
   if (chdir("/") != 0) Fail(p, kStepChdirRoot);
-  // Inside the chroot nothing lies outside the root: ".." stops at it and
-  // symlinks resolve within it.
-  if (chdir(s.working_dir.c_str()) != 0) Fail(p, kStepWorkdir);
 
   for (const auto& [resource, limit] : s.rlimits) {
     if (setrlimit(static_cast<__rlimit_resource_t>(resource), &limit) != 0) Fail(p, kStepRlimit);
@@ -307,6 +316,18 @@ struct WorkloadStart {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
   if (syscall(SYS_capset, &header, data) != 0) Fail(p, kStepCapset);
+  // The working directory is looked up as the workload itself, with nothing
+  // of the daemon's privileges left: inside the chroot ".." stops at the root
+  // and symlinks resolve within it, but a magic link on the way (a planted
+  // symlink to /proc/<pid>/root) jumps wherever it points, and with the
+  // daemon's capabilities that was any process's root, the node's included.
+  // Now only what the workload itself may open, and even that must lead to
+  // a directory inside the root.
+  if (chdir(s.working_dir.c_str()) != 0) Fail(p, kStepWorkdir);
+  if (!CwdInsideRoot()) {
+    errno = EXDEV;
+    Fail(p, kStepWorkdirOutside);
+  }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) Fail(p, kStepNoNewPrivs);
 
   // Every fd >= 3 (the daemon's, other sessions', the status pipe) is closed
@@ -566,6 +587,12 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
     if (failure.step == kStepWorkdir) {
       return ErrnoStatus(failure.err,
                          absl::StrCat("working directory ", spec.working_dir, " in the rootfs"));
+    }
+    if (failure.step == kStepWorkdirOutside) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("working directory ", spec.working_dir,
+                       " leads out of the rootfs (through a link such as /proc/<pid>/root), "
+                       "which is refused"));
     }
     return ErrnoStatus(failure.err, absl::StrCat("starting the process: ", StepName(failure.step)));
   }
