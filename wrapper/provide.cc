@@ -62,51 +62,66 @@ int RunProvider(const ProviderOptions& options) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop, sig);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-  // The daemon may start after us (a DaemonSet rolling out): wait, bounded.
-  const auto deadline = Clock::now() + std::chrono::seconds(options.daemon_wait_seconds);
-  Connection connection;
-  auto next_progress = Clock::now();
-  while (true) {
-    connection = ConnectToDaemon(options.socket_path);
-    if (connection.channel && Serving(connection.channel.get())) break;
-    if (Clock::now() >= deadline) {
-      std::fprintf(stderr, "sc-exec: cannot reach mount-helper at %s: %s\n",
-                   options.socket_path.c_str(),
-                   connection.error.empty() ? "not serving" : connection.error.c_str());
-      return kExitUnreachable;
-    }
-    if (Clock::now() >= next_progress) {
-      std::fprintf(stderr, "sc-exec: waiting for mount-helper at %s (%s)\n",
-                   options.socket_path.c_str(),
-                   connection.error.empty() ? "not serving yet" : connection.error.c_str());
-      next_progress = Clock::now() + std::chrono::seconds(5);
-    }
-    if (WaitForSignal(stop, std::chrono::milliseconds(500)) != 0) return 0;  // nothing prepared
-  }
-  auto stub = v1::MountHelper::NewStub(connection.channel);
-
   v1::PrepareRootfsRequest prepare;
   *prepare.mutable_instance() = Ref(options);
   prepare.mutable_provider()->set_wait_ms(static_cast<uint32_t>(options.marker_wait_seconds) *
                                           1000u);
   v1::Instance instance;
-  {
-    grpc::ClientContext context;
-    // The daemon bounds its wait for the marker container; this only guards
-    // against a daemon that never answers.
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
-    grpc::Status status = stub->PrepareRootfs(&context, prepare, &instance);
-    if (!status.ok()) {
-      std::fprintf(stderr, "sc-exec: preparing %s refused: %s: %s\n", InstanceText(options).c_str(),
-                   CodeName(status.error_code()), status.error_message().c_str());
-      return kExitRefused;
+  // Set once a PrepareRootfs went out: from then on the instance may be
+  // mounted although no answer came back, and a stop signal must release it.
+  bool prepare_sent = false;
+  // The daemon may start after us (a DaemonSet rolling out), or be restarted
+  // while it prepares (its answer is then lost, the mount is not): wait for it,
+  // bounded, and ask again. PrepareRootfs of a READY instance by its provider
+  // answers "already mounted".
+  auto deadline = Clock::now() + std::chrono::seconds(options.daemon_wait_seconds);
+  auto next_progress = Clock::now();
+  int early_signal = 0;
+  while (true) {
+    Connection connection = ConnectToDaemon(options.socket_path);
+    grpc::Status status(grpc::StatusCode::UNAVAILABLE,
+                        connection.error.empty() ? "not serving yet" : connection.error);
+    if (connection.channel && Serving(connection.channel.get())) {
+      grpc::ClientContext context;
+      // The daemon bounds its wait for the marker container; this only guards
+      // against a daemon that never answers.
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
+      prepare_sent = true;
+      status =
+          v1::MountHelper::NewStub(connection.channel)->PrepareRootfs(&context, prepare, &instance);
+      if (status.ok()) break;
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        std::fprintf(stderr, "sc-exec: preparing %s refused: %s: %s\n",
+                     InstanceText(options).c_str(), CodeName(status.error_code()),
+                     status.error_message().c_str());
+        return kExitRefused;
+      }
+      std::fprintf(stderr,
+                   "sc-exec: mount-helper went away while preparing %s (%s); asking again\n",
+                   InstanceText(options).c_str(), status.error_message().c_str());
+      deadline = Clock::now() + std::chrono::seconds(options.daemon_wait_seconds);
     }
+    if (Clock::now() >= deadline) {
+      std::fprintf(stderr, "sc-exec: cannot reach mount-helper at %s: %s\n",
+                   options.socket_path.c_str(), status.error_message().c_str());
+      return prepare_sent ? kExitRefused : kExitUnreachable;
+    }
+    if (Clock::now() >= next_progress) {
+      std::fprintf(stderr, "sc-exec: waiting for mount-helper at %s (%s)\n",
+                   options.socket_path.c_str(), status.error_message().c_str());
+      next_progress = Clock::now() + std::chrono::seconds(5);
+    }
+    early_signal = WaitForSignal(stop, std::chrono::milliseconds(500));
+    if (early_signal != 0) break;
   }
-  std::fprintf(stderr, "sc-exec: instance %s ready at %s (%s)\n", InstanceText(options).c_str(),
-               instance.rootfs().c_str(), instance.created() ? "mounted" : "already mounted");
+  if (early_signal != 0 && !prepare_sent) return 0;  // nothing prepared, nothing to give back
+  if (early_signal == 0) {
+    std::fprintf(stderr, "sc-exec: instance %s ready at %s (%s)\n", InstanceText(options).c_str(),
+                 instance.rootfs().c_str(), instance.created() ? "mounted" : "already mounted");
+  }
 
-  int sig = 0;
-  while (sigwait(&stop, &sig) != 0) {
+  int sig = early_signal;
+  while (sig == 0 && sigwait(&stop, &sig) != 0) {
   }
   std::fprintf(stderr, "sc-exec: signal %d: releasing %s\n", sig, InstanceText(options).c_str());
 
