@@ -553,20 +553,7 @@ class Handoff {
       if (conn < 0 || connect(conn, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
         _exit(12);
       }
-      char byte = 'c';
-      iovec iov{&byte, 1};
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &conn, sizeof(int));
-      if (sendmsg(theirs.get(), &msg, 0) != 1) _exit(13);
+      if (!SendFd(theirs.get(), conn)) _exit(13);
       char wait;
       while (read(go_r.get(), &wait, 1) < 0 && errno == EINTR) {
       }

@@ -207,6 +207,10 @@ std::string RandomHex(size_t n);
 // opened, short when it vanishes mid-read (a /proc file of an exiting process).
 std::string ReadFile(const std::string& path);
 
+// Sends `fd` over the Unix socket `socket` with one byte of data. Makes
+// syscalls only, so a forked child of a threaded test may call it.
+bool SendFd(int socket, int fd);
+
 }  // namespace sc::test
 
 #endif  // TESTS_INTEGRATION_HARNESS_H_
