@@ -241,6 +241,8 @@ struct WorkloadStart {
       if (!WriteZero(procs.get())) Fail(p, kStepCgroup);
     }
   }
+  // The directory to chroot into, in the mount namespace the workload ends in.
+  int root = s.rootfs_fd;
   if (s.namespaces != nullptr) {
     const NamespaceHandles& ns = *s.namespaces;
     if (ns.user && setns(ns.user.get(), CLONE_NEWUSER) != 0) Fail(p, kStepSetnsUser);
@@ -249,18 +251,29 @@ struct WorkloadStart {
     if (setns(ns.ipc.get(), CLONE_NEWIPC) != 0) Fail(p, kStepSetnsIpc);
     if (setns(ns.net.get(), CLONE_NEWNET) != 0) Fail(p, kStepSetnsNet);
     if (setns(ns.cgroup.get(), CLONE_NEWCGROUP) != 0) Fail(p, kStepSetnsCgroup);
-  } else if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP) !=
-             0) {
-    Fail(p, kStepUnshare);
-  }
-  // A pod's workload gets a /proc of the pod's pid namespace, not the node's
-  // (see proc_mount.h). Operators' execs keep the rootfs's own: rootfs_fd
-  // lies in the daemon's mount namespace, which must not be changed.
-  if (s.namespaces != nullptr) {
-    if (int err = MountOwnProcIfNeeded(s.rootfs_fd); err != 0) {
-      errno = err;  // the fds it closed on the way out may have changed it
+  } else {
+    // rootfs_fd is a mount of the daemon's namespace; the kernel moves the
+    // working directory to its copy in the new one, which "." then opens.
+    if (fchdir(s.rootfs_fd) != 0) Fail(p, kStepChroot);
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP) != 0) {
+      Fail(p, kStepUnshare);
+    }
+    root = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) Fail(p, kStepChroot);
+    // The copies are peers of the daemon's shared mounts: the proc below
+    // would appear in the daemon's namespace and every pod's. Slaves first.
+    mount_attr slave{};
+    slave.propagation = MS_SLAVE;
+    if (syscall(SYS_mount_setattr, root, "", AT_EMPTY_PATH | AT_RECURSIVE, &slave, sizeof(slave)) !=
+        0) {
       Fail(p, kStepProc);
     }
+  }
+  // A /proc of the workload's own pid namespace, not the node's (see
+  // proc_mount.h).
+  if (int err = MountOwnProcIfNeeded(root); err != 0) {
+    errno = err;  // the fds it closed on the way out may have changed it
+    Fail(p, kStepProc);
   }
 
   // The daemon blocks SIGTERM/SIGINT and ignores SIGPIPE; an ignored signal
@@ -286,7 +299,7 @@ struct WorkloadStart {
   }
 
   // Without following any symlink: the fd is the directory that was checked.
-  if (fchdir(s.rootfs_fd) != 0 || chroot(".") != 0) Fail(p, kStepChroot);
+  if (fchdir(root) != 0 || chroot(".") != 0) Fail(p, kStepChroot);
   if (chdir("/") != 0) Fail(p, kStepChdirRoot);
 
   for (const auto& [resource, limit] : s.rlimits) {

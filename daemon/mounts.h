@@ -37,6 +37,14 @@ absl::Status MountOverlayAt(const std::vector<int>& lower_fds, int upper_fd, int
 absl::Status MountNewAt(const char* fstype, const std::vector<FsOption>& options, uint64_t attrs,
                         int target_fd);
 
+// A proc of a pid namespace that no process is left in, with the
+// MOUNT_ATTR_* `attrs`, attached at `target_fd`. A rootfs is shared with
+// consumer pods through a hostPath, so the proc it carries must show no
+// process: one of the daemon's pid namespace (the node's) would let any
+// process of a consumer pod open another workload's /proc/<pid>/root. Every
+// exec mounts the proc of its own pid namespace over it (proc_mount.h).
+absl::Status MountEmptyProcAt(uint64_t attrs, int target_fd);
+
 // Binds the object `source_fd` is (an O_PATH fd) at `target_fd`: a detached
 // clone (open_tree), given `attrs` (MOUNT_ATTR_*) and, when `slave`, slave
 // propagation while still detached, then attached.

@@ -3,12 +3,13 @@
 
 namespace sc {
 
-// The rootfs's own /proc is mounted at prepare time, from the daemon's pid
-// namespace: the node's, with hostPID. A workload must see its pod's
-// processes only, or it could read other containers' environ, cmdline and,
-// for a same-uid process with no more capabilities, /proc/<pid>/root.
+// The rootfs's own /proc, mounted at prepare time, shows no process (it is of
+// an empty pid namespace, see MountEmptyProcAt). A workload sees its pod's
+// processes only (an operator's exec: its own), never the node's: with those
+// it could read other containers' environ, cmdline and, for a same-uid
+// process with no more capabilities, /proc/<pid>/root and /proc/<pid>/mem.
 //
-// Called in the launched workload, once it is in the caller's pid and mount
+// Called in the launched workload, once it is in its pid and mount
 // namespaces and before chroot: unless <rootfs>/proc already belongs to this
 // pid namespace (an earlier exec into the same pod mounted it), mounts a
 // fresh proc over it (nosuid, nodev, noexec) with the kernel knobs

@@ -361,7 +361,7 @@ absl::StatusOr<int> CompleteInstance(int instance_fd, const InstanceView& view,
   if (missing("proc")) {
     absl::StatusOr<UniqueFd> at = MakeDirBeneath(rootfs->get(), "proc", 0555);
     if (!at.ok()) return at.status();
-    if (absl::Status s = MountNewAt("proc", {}, kNoSuidDevExec, at->get()); !s.ok()) return s;
+    if (absl::Status s = MountEmptyProcAt(kNoSuidDevExec, at->get()); !s.ok()) return s;
     ++mounted;
   }
   if (missing("proc/sys")) {

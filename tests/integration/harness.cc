@@ -829,6 +829,16 @@ int PodExecMain(int argc, char** argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 125;
 }
 
+int ProcessEntries(const std::string& proc) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(proc, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit)) ++n;
+  }
+  return n;
+}
+
 bool SendFd(int socket, int fd) {
   char byte = 'c';
   iovec iov{&byte, 1};

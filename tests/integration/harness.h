@@ -207,6 +207,9 @@ std::string RandomHex(size_t n);
 // opened, short when it vanishes mid-read (a /proc file of an exiting process).
 std::string ReadFile(const std::string& path);
 
+// How many /proc/<pid> directories the proc mounted at `proc` lists.
+int ProcessEntries(const std::string& proc);
+
 // Sends `fd` over the Unix socket `socket` with one byte of data. Makes
 // syscalls only, so a forked child of a threaded test may call it.
 bool SendFd(int socket, int fd);

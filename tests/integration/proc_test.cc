@@ -65,8 +65,10 @@ TEST_CASE("a workload's /proc shows its pod's processes only", "[exec][proc]") {
   CHECK(Count(mountinfo, " /rootfs/proc ") == before);
 
   // Nothing of it propagated back: the node's view of the rootfs's /proc is
-  // still the daemon's (this test's pid namespace).
-  CHECK(fs::read_symlink(rootfs + "/proc/self").string() == std::to_string(getpid()));
+  // still the one PrepareRootfs mounted, with no process in it.
+  CHECK(fs::exists(rootfs + "/proc/meminfo"));
+  CHECK_FALSE(fs::exists(rootfs + "/proc/self"));
+  CHECK(ProcessEntries(rootfs + "/proc") == 0);
 
   ProcessResult released = Run({TestClientBinary(), daemon.socket_path(), "ReleaseRootfs",
                                 "instance { namespace: \"ns\" name: \"proc\" } delete_data: true"});
