@@ -279,7 +279,8 @@ std::atomic<int> ActivePumps::active_{0};
 // id, cannot have been reused until then).
 class Workload {
  public:
-  Workload(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  Workload(pid_t pid, UniqueFd pidfd, PidNamespaceInit init)
+      : pid_(pid), pidfd_(std::move(pidfd)), init_(std::move(init)) {}
   int pidfd() const { return pidfd_.get(); }
 
   void SignalGroup(int sig) {
@@ -300,6 +301,9 @@ class Workload {
     }
     if (info->si_pid == 0) return false;  // not yet
     reaped_ = true;
+    // An operator's exec: its pid namespace ends with its command, and with
+    // it whatever the command left there holding the output open.
+    init_.Stop();
     return true;
   }
   // Last resort when the session ends abnormally: kill and reap.
@@ -320,6 +324,7 @@ class Workload {
   std::mutex mu_;
   pid_t pid_;
   UniqueFd pidfd_;
+  PidNamespaceInit init_;
   bool reaped_ = false;
 };
 
@@ -560,7 +565,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     return Finish(kMethod, peer, absl::OkStatus(), details);
   }
 
-  Workload workload(launched->host_pid, std::move(launched->pidfd));
+  Workload workload(launched->host_pid, std::move(launched->pidfd), std::move(launched->init));
   {
     Details started = details;
     started.emplace_back("event", "started");

@@ -27,6 +27,7 @@
 #include "daemon/clone_on_stack.h"
 #include "daemon/fs_util.h"
 #include "daemon/launch_watch.h"
+#include "daemon/pid_init.h"
 #include "daemon/proc_mount.h"
 #include "daemon/syscalls.h"
 
@@ -84,6 +85,7 @@ enum Step : int32_t {
   kStepSeccomp,
   kStepProc,
   kStepWorkdirOutside,
+  kStepPidNsInit,
 };
 
 const char* StepName(int32_t step) {
@@ -150,6 +152,8 @@ const char* StepName(int32_t step) {
       return "mount a /proc of the pod's pid namespace over the rootfs's";
     case kStepWorkdirOutside:
       return "check that the working directory is inside the rootfs";
+    case kStepPidNsInit:
+      return "start the init of the exec's pid namespace";
   }
   return "unknown step";
 }
@@ -168,6 +172,8 @@ struct Report {
 struct Plan {
   const LaunchSpec* spec;
   int status_fd;
+  int self_exe_fd = -1;          // the daemon's binary, for an operator exec's init
+  std::atomic<int> init_pid{0};  // that init, written by the kernel
   // The intermediate's and the workload's pids, written by the kernel
   // (CLONE_PARENT_SETTID) before each runs; for the LaunchWatch.
   std::atomic<int> pids[2] = {};
@@ -399,8 +405,22 @@ SC_CLONE_CHILD_CODE int WorkloadMain(void* arg) {
   }
   if (s.namespaces != nullptr) {
     if (setns(s.namespaces->pid.get(), CLONE_NEWPID) != 0) Fail(p, kStepPidNs);
-  } else if (unshare(CLONE_NEWPID) != 0) {
-    Fail(p, kStepPidNs);
+  } else {
+    if (unshare(CLONE_NEWPID) != 0) Fail(p, kStepPidNs);
+    // Its first process, the namespace's init, is the daemon's binary (see
+    // pid_init.h): a fork (a copy of the memory, dropped at execve), a child
+    // of the daemon like the workload.
+    long init = syscall(SYS_clone, CLONE_PARENT | CLONE_PARENT_SETTID | SIGCHLD, nullptr,
+                        &p.init_pid, nullptr, nullptr);
+    if (init < 0) Fail(p, kStepPidNsInit);
+    if (init == 0) {
+      char name[sizeof(kPidNamespaceInitName)];
+      memcpy(name, kPidNamespaceInitName, sizeof(name));
+      char* argv[] = {name, nullptr};
+      char* envp[] = {nullptr};
+      syscall(SYS_execveat, p.self_exe_fd, "", argv, envp, AT_EMPTY_PATH);
+      Fail(p, kStepPidNsInit);
+    }
   }
 
   CloneArgs args{};
@@ -440,6 +460,31 @@ void Reap(pid_t pid) {
   int status = 0;
   while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
   }
+}
+
+// The daemon's own binary, opened once: what an operator exec's pid 1 runs
+// (pid_init.h), the same file also once the binary on disk is replaced.
+absl::StatusOr<int> SelfExeFd() {
+  static std::atomic<int> self_exe{-1};
+  if (int fd = self_exe.load(); fd >= 0) return fd;
+  UniqueFd fd(open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, "open /proc/self/exe (for the pid 1 of an operator's exec)");
+  int expected = -1;
+  if (!self_exe.compare_exchange_strong(expected, fd.get())) return expected;  // another thread's
+  return fd.release();
+}
+
+// Takes charge of the init a launch started (pid 0: none).
+PidNamespaceInit AdoptInit(pid_t pid) {
+  if (pid <= 0) return {};
+  // Safe from pid reuse: our unreaped child.
+  UniqueFd pidfd(PidfdOpen(pid, 0));
+  if (!pidfd) {
+    kill(pid, SIGKILL);
+    Reap(pid);
+    return {};
+  }
+  return PidNamespaceInit(pid, std::move(pidfd));
 }
 
 }  // namespace
@@ -486,6 +531,11 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
   UniqueFd status_r(status_pipe[0]);
   UniqueFd status_w(status_pipe[1]);
   plan.status_fd = status_w.get();
+  if (spec.namespaces == nullptr) {
+    absl::StatusOr<int> self_exe = SelfExeFd();
+    if (!self_exe.ok()) return self_exe.status();
+    plan.self_exe_fd = *self_exe;
+  }
 
   absl::StatusOr<ChildStacks> stacks = ChildStacks::Map(2, kChildStackSize);
   if (!stacks.ok()) return stacks.status();
@@ -523,6 +573,8 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
   int mid_status = 0;
   while (waitpid(static_cast<pid_t>(mid), &mid_status, 0) < 0 && errno == EINTR) {
   }
+  // Held before anything can fail, so that every way out of here ends it.
+  PidNamespaceInit init = AdoptInit(plan.init_pid.load());
   if (timed_out) {
     // The watchdog killed them: the workload is an unreaped child.
     if (int pid = plan.pids[1].load(); pid > 0) Reap(pid);
@@ -613,6 +665,7 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
     return absl::InternalError(
         absl::StrCat("the intermediate process failed (status ", mid_status, ")"));
   }
+  result.init = std::move(init);
   // Safe from pid reuse: the workload is our unreaped child.
   result.pidfd.reset(PidfdOpen(result.host_pid, 0));
   if (!result.pidfd) {

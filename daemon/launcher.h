@@ -13,6 +13,7 @@
 #include "common/unique_fd.h"
 #include "daemon/cgroup_join.h"
 #include "daemon/namespaces.h"
+#include "daemon/pid_init.h"
 #include "daemon/seccomp_filter.h"
 
 namespace sc {
@@ -54,6 +55,9 @@ struct LaunchResult {
   // Set when execve failed: the process has already exited with exit_code
   // (126 or 127) and been reaped; `message` says why, for a person.
   bool exec_failed = false;
+  // An operator's exec: the init of its pid namespace (pid_init.h), ended
+  // and reaped when this is destroyed, after the workload.
+  PidNamespaceInit init;
   int exit_code = 0;
   std::string message;
 };

@@ -44,6 +44,11 @@ GROUPS = [
      clone vfork chroot chdir fchdir setsid setpgid capget capset setgroups setresuid
      setresgid setuid setgid setfsuid setfsgid seccomp memfd_create execve execveat
      """),
+    ("pid-init", "The pid 1 of an operator exec's own pid namespace: the daemon's binary "
+     "execveat()'d as a reaper (daemon/pid_init.h) that waits for the workload's end.", """
+     execveat prctl rt_sigprocmask close_range pidfd_open nanosleep signalfd4 poll read waitid
+     exit_group
+     """),
     ("container-runtime", "What runc does after loading this profile and before it "
      "execve()s the daemon (with allowPrivilegeEscalation the profile is loaded before "
      "capabilities and ids are set).", """

@@ -61,11 +61,6 @@ std::vector<std::string> Env(std::vector<std::string> env) {
   return env;
 }
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 // A node with a daemon and one consumer pod whose /rootfs is a busybox tree,
 // with the pod's own /proc and devpts mounted into it (as the rootfs
 // issue's PrepareRootfs does).
@@ -759,7 +754,9 @@ TEST_CASE("exec: an operator execs into a named instance in fresh namespaces", "
   std::istringstream lines(r.out);
   std::string line;
   std::getline(lines, line);
-  CHECK(line == "1");  // pid 1 of its own pid namespace
+  // Its own pid namespace, where pid 1 is the daemon's reaper (pid_init.h)
+  // and the workload pid 2, so that signals reach it.
+  CHECK(line == "2");
   const std::string daemon = std::to_string(node.daemon.pid());
   for (const char* ns : {"mnt", "uts", "ipc", "net", "pid"}) {
     std::getline(lines, line);
@@ -779,6 +776,24 @@ TEST_CASE("exec: an operator execs into a named instance in fresh namespaces", "
   ProcessResult ready = node.Exec({"--ready"});
   INFO(ready.Describe() << " err=" << ready.err);
   CHECK(ready.exit_code == 0);
+
+  // What the command leaves behind in its pid namespace ends with it, and so
+  // does the namespace's init: nothing of the exec is left on the node.
+  const std::string marker = "left-behind-" + RandomHex(8);
+  ProcessResult left = Run(node.ScExec({"--instance", "ns/exec", "--workdir", "/", "sh", "-c",
+                                        "sh -c 'sleep 1000; : " + marker + "' & echo $!"}));
+  INFO(left.Describe() << " err=" << left.err);
+  CHECK(left.exit_code == 0);
+  auto running = [&](const std::string& needle) {
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      std::string cmdline = ReadFile(entry.path().string() + "/cmdline");
+      std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+      if (cmdline.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  };
+  CHECK(PollUntil([&] { return !running(marker) && !running("sc-mount-helper: pid 1"); },
+                  milliseconds(10000)));
 }
 
 // Figures for the issue's closing note; hidden from the default run.

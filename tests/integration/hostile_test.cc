@@ -154,21 +154,9 @@ class PodPeer {
 
     pollfd pfd{control_.get(), POLLIN, 0};
     if (poll(&pfd, 1, 10000) != 1) FAIL("the pod process did not connect within 10 s");
-    char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    if (recvmsg(control_.get(), &msg, MSG_CMSG_CLOEXEC) != 1) {
+    int fd = ReceiveFd(control_.get());
+    if (fd < 0)
       FAIL("the pod process did not hand over its connection (it exited: see its status)");
-    }
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) FAIL("no fd from the pod process");
-    int fd = -1;
-    std::memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
     grpc::ChannelArguments args = ChannelArgs();
     channel_ = grpc::CreateCustomInsecureChannelFromFd("pod", fd, args);
   }
@@ -894,12 +882,11 @@ TEST_CASE(
        [&](Caller& c) { return Prepare(c, Ref("ns", five_mib), {layer}); },
        StatusCode::RESOURCE_EXHAUSTED, "larger than max"},
       // ---------------------------------------------- signal tricks
-      {"SIGKILL to the pid 1 of the exec's own pid namespace", &op,
+      {"SIGKILL to the first process of the exec's own pid namespace", &op,
        [&](Caller& c) {
-         // sh is pid 1 there; the daemon signals it from outside, where
-         // pid 1's protection does not apply. The node's pid 1 and the
-         // daemon are untouched (checked after the table).
-         return Exec(c, {Start({"sh", "-c", "[ $$ = 1 ] && exec cat"}, box), Signal(SIGKILL)});
+         // sh is pid 2 there (pid 1 is the daemon's reaper). The node's
+         // pid 1 and the daemon are untouched (checked after the table).
+         return Exec(c, {Start({"sh", "-c", "[ $$ = 2 ] && exec cat"}, box), Signal(SIGKILL)});
        },
        StatusCode::OK, "killed by signal 9"},
       {"SIGSTOP, then the client leaves", &op,
@@ -1114,16 +1101,12 @@ TEST_CASE(
 
 namespace sc::test {
 
-// A known open defect, found by the catalogue and not fixed (see the issue's
-// closing note): an operator's exec runs in a pid namespace of its own, with
-// the workload as its pid 1, and the kernel drops every signal but SIGKILL
-// and SIGSTOP that a pid 1 has no handler for, also when it comes from the
-// daemon outside. So Ctrl-C, sc-exec's forwarded SIGTERM and the SIGHUP and
-// SIGTERM of a dropped session do nothing to `cat` or `sleep`; only SIGKILL
-// after the grace ends it. [!mayfail]: reported as failed on every run
-// without failing the suite; drop the tag once fixed.
-TEST_CASE("hostile (open defect): a signal reaches an operator's exec, whose workload is pid 1",
-          "[hostile][!mayfail]") {
+// Found by the catalogue: an operator's exec ran its workload as pid 1 of its
+// pid namespace, and the kernel drops every signal but SIGKILL and SIGSTOP
+// that a pid 1 has no handler for, also from the daemon outside: Ctrl-C,
+// sc-exec's forwarded SIGTERM and a dropped session's SIGHUP and SIGTERM did
+// nothing to `cat`. Now pid 1 is the daemon's reaper (pid_init.h).
+TEST_CASE("hostile: a signal reaches an operator's exec", "[hostile]") {
   SC_REQUIRE_ROOT();
   TempDir dir;
   const std::string layer = dir / "layers/busybox";
@@ -1140,7 +1123,7 @@ TEST_CASE("hostile (open defect): a signal reaches an operator's exec, whose wor
   REQUIRE(Prepare(op, box, {layer}).status.ok());
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     // cat, if the signal is dropped, ends at the half-close that follows.
-    Outcome got = Exec(op, {Start({"sh", "-c", "[ $$ = 1 ] && exec cat"}, box), Signal(sig)});
+    Outcome got = Exec(op, {Start({"sh", "-c", "[ $$ = 2 ] && exec cat"}, box), Signal(sig)});
     INFO("signal " << sig << ": " << got.status.error_message() << " " << got.exit);
     REQUIRE(got.status.ok());
     CHECK(got.exit == "killed by signal " + std::to_string(sig));

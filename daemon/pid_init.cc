@@ -1,0 +1,91 @@
+#include "daemon/pid_init.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+
+#include "daemon/syscalls.h"
+
+namespace sc {
+namespace {
+
+// The workload: the second process of the namespace.
+constexpr pid_t kWorkloadNsPid = 2;
+
+void ReapOrphans() {
+  siginfo_t info{};
+  while (waitid(P_ALL, 0, &info, WEXITED | WNOHANG) == 0 && info.si_pid != 0) info = {};
+}
+
+}  // namespace
+
+void PidNamespaceInitMain() {
+  // Not dumpable (execve made it so again): no one in the namespace may read
+  // this process's memory or open its /proc entries.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, nullptr);
+  syscall(SYS_close_range, 0u, ~0u, 0u);
+
+  // The workload is cloned right after this process; give it the time a
+  // start may take.
+  UniqueFd workload;
+  for (int i = 0; i < 3000 && !workload; ++i) {
+    workload.reset(PidfdOpen(kWorkloadNsPid, 0));
+    if (!workload) {
+      timespec ten_ms{0, 10 * 1000 * 1000};
+      nanosleep(&ten_ms, nullptr);
+    }
+  }
+  if (!workload) _exit(0);
+
+  sigset_t child;
+  sigemptyset(&child);
+  sigaddset(&child, SIGCHLD);
+  UniqueFd child_exits(signalfd(-1, &child, SFD_CLOEXEC | SFD_NONBLOCK));
+  while (true) {
+    pollfd fds[2] = {{workload.get(), POLLIN, 0}, {child_exits.get(), POLLIN, 0}};
+    // Without a signalfd, orphans are reaped once a second.
+    int n = poll(fds, child_exits ? 2 : 1, child_exits ? -1 : 1000);
+    if (n < 0 && errno != EINTR) _exit(1);
+    if (fds[0].revents != 0) _exit(0);  // the workload ended: so does the namespace
+    if (child_exits) {
+      signalfd_siginfo drained;
+      while (read(child_exits.get(), &drained, sizeof(drained)) > 0) {
+      }
+    }
+    ReapOrphans();
+  }
+}
+
+PidNamespaceInit& PidNamespaceInit::operator=(PidNamespaceInit&& other) noexcept {
+  if (this != &other) {
+    Stop();
+    pid_ = other.pid_;
+    pidfd_ = std::move(other.pidfd_);
+    other.pid_ = -1;
+  }
+  return *this;
+}
+
+void PidNamespaceInit::Stop() {
+  if (!pidfd_) return;
+  PidfdSendSignal(pidfd_.get(), SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_.get()), &info, WEXITED) !=
+             0 &&
+         errno == EINTR) {
+  }
+  pidfd_.reset();
+  pid_ = -1;
+}
+
+}  // namespace sc
