@@ -561,24 +561,13 @@ class Handoff {
     }
     theirs.reset();
     go_r.reset();
-    char byte;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(mine.get(), &msg, MSG_CMSG_CLOEXEC);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    if (n != 1 || c == nullptr || c->cmsg_type != SCM_RIGHTS) {
+    int fd = ReceiveFd(mine.get());
+    if (fd < 0) {
       int status = 0;
       waitpid(pid_, &status, 0);
       pid_ = -1;
       FAIL("the caller did not hand over its connection (exit " << WEXITSTATUS(status) << ")");
     }
-    int fd;
-    std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
     conn_ = fd;
   }
   ~Handoff() {

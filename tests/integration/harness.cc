@@ -839,21 +839,45 @@ int ProcessEntries(const std::string& proc) {
   return n;
 }
 
-bool SendFd(int socket, int fd) {
+namespace {
+
+// One byte of data and room for one fd: what SendFd and ReceiveFd exchange.
+// Not copyable: msg points into it.
+struct FdMessage {
+  FdMessage() {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+  }
+  FdMessage(const FdMessage&) = delete;
+  FdMessage& operator=(const FdMessage&) = delete;
   char byte = 'c';
   iovec iov{&byte, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+};
+
+}  // namespace
+
+bool SendFd(int socket, int fd) {
+  FdMessage m;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&m.msg);
   cmsg->cmsg_level = SOL_SOCKET;
   cmsg->cmsg_type = SCM_RIGHTS;
   cmsg->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  return sendmsg(socket, &msg, 0) == 1;
+  return sendmsg(socket, &m.msg, 0) == 1;
+}
+
+int ReceiveFd(int socket) {
+  FdMessage m;
+  if (recvmsg(socket, &m.msg, MSG_CMSG_CLOEXEC) != 1) return -1;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&m.msg);
+  if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) return -1;
+  int fd = -1;
+  std::memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+  return fd;
 }
 
 }  // namespace sc::test

@@ -213,6 +213,8 @@ int ProcessEntries(const std::string& proc);
 // Sends `fd` over the Unix socket `socket` with one byte of data. Makes
 // syscalls only, so a forked child of a threaded test may call it.
 bool SendFd(int socket, int fd);
+// Receives one fd sent that way (close-on-exec); -1 when none came.
+int ReceiveFd(int socket);
 
 }  // namespace sc::test
 
