@@ -43,13 +43,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-#define REQUIRE_OK(expr)                                 \
-  do {                                                   \
-    grpc::Status _s = (expr);                            \
-    INFO(_s.error_code() << ": " << _s.error_message()); \
-    REQUIRE(_s.ok());                                    \
-  } while (0)
-
 // Mounts at or below a rootfs: path relative to it -> how many are stacked
 // there. Some are stacked by design: /dev is a recursive bind of the node's
 // (whose own pts and shm may be stacked), with the instance's own devpts and

@@ -196,6 +196,14 @@ class BackgroundProcess {
   std::string output_path_;
 };
 
+// REQUIRE that a grpc::Status is OK, showing its code and message if not.
+#define REQUIRE_OK(expr)                                 \
+  do {                                                   \
+    grpc::Status _s = (expr);                            \
+    INFO(_s.error_code() << ": " << _s.error_message()); \
+    REQUIRE(_s.ok());                                    \
+  } while (0)
+
 // Polls `condition` every 10 ms until it holds or `timeout` passes. For
 // states that have no event to wait on (a kernel table, another process).
 bool PollUntil(const std::function<bool()>& condition, milliseconds timeout);

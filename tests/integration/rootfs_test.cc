@@ -160,13 +160,6 @@ struct Node {
   }
 };
 
-#define REQUIRE_OK(expr)                                 \
-  do {                                                   \
-    grpc::Status _s = (expr);                            \
-    INFO(_s.error_code() << ": " << _s.error_message()); \
-    REQUIRE(_s.ok());                                    \
-  } while (0)
-
 // How many mounts sit exactly on each required path of a rootfs.
 std::map<std::string, int> MountsPerTarget(const std::string& rootfs) {
   std::map<std::string, int> out;
