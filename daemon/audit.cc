@@ -1,10 +1,14 @@
 #include "daemon/audit.h"
 
+#include <fcntl.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "daemon/peer.h"
@@ -73,7 +77,18 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path
                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
     } else {
       mode_t old = umask(077);
-      auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
+      // spdlog opens with fopen("ab"), without O_CLOEXEC: set it at once
+      // (start-up is single-threaded, nothing forks in between), so that no
+      // launched process inherits the audit log.
+      spdlog::file_event_handlers handlers;
+      handlers.after_open = [](const spdlog::filename_t&, std::FILE* file) {
+        int fd = fileno(file);
+        int flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
+          throw spdlog::spdlog_ex("cannot set close-on-exec on the audit log", errno);
+        }
+      };
+      auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false, handlers);
       umask(old);
       logger = std::make_shared<spdlog::logger>("audit", sink);
     }

@@ -26,6 +26,14 @@ struct DaemonConfig {
   std::vector<std::string> bind_roots;   // where bind-mount sources may live
   absl::Duration provider_wait = absl::Seconds(30);
   absl::Duration provider_wait_max = absl::Minutes(5);
+  // What one pod may hold at once: rootfs calls in flight, provider waits
+  // among them.
+  int max_calls_per_pod = 16;
+  int max_provider_waits_per_pod = 2;
+
+  // Connections: at most this many open per pod (per uid for callers that
+  // are not in a pod); see also SocketOptions::handshake_timeout_ms.
+  int max_connections_per_pod = 256;
 
   // Exec.
   std::string pod_rootfs_path;  // where pods see their rootfs

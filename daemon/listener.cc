@@ -8,14 +8,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "daemon/fs_util.h"
+#include "daemon/log_throttle.h"
 #include "spdlog/spdlog.h"
 
 namespace sc {
@@ -45,6 +49,7 @@ absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Create(const SocketO
   absl::StatusOr<sockaddr_un> addr = SocketAddress(opt.path);
   if (!addr.ok()) return addr.status();
   std::unique_ptr<UnixListener> l(new UnixListener());
+  l->options_ = opt;
   l->path_ = opt.path;
 
   std::filesystem::path dir = std::filesystem::path(opt.path).parent_path();
@@ -154,29 +159,98 @@ void UnixListener::RemoveSocket() {
   socket_ino_ = 0;
 }
 
+namespace {
+
+int64_t MonotonicMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+LogThrottle accept_errors;
+LogThrottle closed_pending;
+
+void LogClosedPending(const char* why, uid_t uid) {
+  uint64_t held_back = 0;
+  if (closed_pending.Allow(&held_back)) {
+    spdlog::warn("closed a connection of uid {} that {} ({} more such closes not logged)", uid, why,
+                 held_back);
+  }
+}
+
+}  // namespace
+
+void UnixListener::ExpirePending(int64_t now_ms) {
+  std::map<uid_t, int> per_uid;
+  for (const Pending& p : pending_) ++per_uid[p.uid];
+  int total = static_cast<int>(pending_.size());
+  std::vector<Pending> kept;
+  kept.reserve(pending_.size());
+  for (Pending& p : pending_) {
+    if (p.deadline_ms <= now_ms) {
+      LogClosedPending("sent nothing within the handshake timeout", p.uid);
+    } else if (total > options_.max_pending || per_uid[p.uid] > options_.max_pending_per_uid) {
+      LogClosedPending("was the oldest of too many silent connections", p.uid);
+    } else {
+      kept.push_back(std::move(p));
+      continue;
+    }
+    --total;
+    --per_uid[p.uid];
+  }
+  pending_ = std::move(kept);
+}
+
 void UnixListener::AcceptLoop() {
-  pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}};
+  std::vector<pollfd> fds;
   while (true) {
-    int ready = poll(fds, 2, 1000);
+    int64_t now = MonotonicMs();
+    ExpirePending(now);
+    int timeout = 1000;
+    for (const Pending& p : pending_) {
+      timeout = static_cast<int>(std::min<int64_t>(timeout, p.deadline_ms - now));
+    }
+    fds.assign({{listen_fd_.get(), POLLIN, 0}, {stop_event_.get(), POLLIN, 0}});
+    for (const Pending& p : pending_) fds.push_back({p.fd.get(), POLLIN, 0});
+    int ready = poll(fds.data(), fds.size(), std::max(timeout, 0));
     if (ready < 0) {
       if (errno == EINTR) continue;
       spdlog::critical("{}", ErrnoMessage(errno, "poll on the listening socket"));
       return;
     }
     if (fds[1].revents != 0) return;
-    if (ready == 0 || (fds[0].revents & POLLIN) == 0) {
+    if (ready == 0) {
       if (on_idle_) on_idle_();
       continue;
     }
+    // Pending connections that spoke (or hung up: gRPC sees the end).
+    std::vector<Pending> still;
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      if (fds[i + 2].revents != 0) {
+        on_accept_(std::move(pending_[i].fd));
+      } else {
+        still.push_back(std::move(pending_[i]));
+      }
+    }
+    pending_ = std::move(still);
+    if ((fds[0].revents & POLLIN) == 0) continue;
     UniqueFd conn(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!conn) {
       if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) continue;
       // EMFILE and friends: keep serving the connections we have.
-      spdlog::error("{}", ErrnoMessage(errno, "accept"));
+      uint64_t held_back = 0;
+      if (accept_errors.Allow(&held_back)) {
+        spdlog::error("{} ({} more not logged)", ErrnoMessage(errno, "accept"), held_back);
+      }
       poll(nullptr, 0, 100);
       continue;
     }
-    on_accept_(std::move(conn));
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      cred.uid = static_cast<uid_t>(-1);
+    }
+    pending_.push_back({std::move(conn), cred.uid, now + options_.handshake_timeout_ms});
   }
 }
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -21,6 +22,14 @@ struct SocketOptions {
   mode_t mode = 0660;
   gid_t gid = 0;
   int backlog = 128;
+  // A connection is handed on only once it has sent its first bytes (a gRPC
+  // client sends the HTTP/2 preface at once); one that has sent nothing
+  // after this long is closed. Until then it costs one fd and no thread.
+  int handshake_timeout_ms = 5000;
+  // Connections waiting for their first bytes, in all and per uid: past
+  // either, the oldest of them is closed.
+  int max_pending = 1024;
+  int max_pending_per_uid = 64;
 };
 
 // The daemon's listening Unix socket and the lock that makes it ours.
@@ -38,8 +47,9 @@ class UnixListener {
   const std::string& path() const { return path_; }
 
   // Accepts connections on a thread of its own until Stop(), handing each
-  // (non-blocking, close-on-exec) fd to `on_accept`. `on_idle` runs about
-  // once a second.
+  // (non-blocking, close-on-exec) fd to `on_accept` once it has data to read
+  // (see SocketOptions::handshake_timeout_ms). `on_idle` runs about once a
+  // second.
   void Start(std::function<void(UniqueFd)> on_accept, std::function<void()> on_idle);
 
   // Stops accepting and joins the thread. Queued connections are refused.
@@ -52,6 +62,17 @@ class UnixListener {
   UnixListener() = default;
   void AcceptLoop();
 
+  struct Pending {
+    UniqueFd fd;
+    uid_t uid;
+    int64_t deadline_ms;  // CLOCK_MONOTONIC
+  };
+  // Closes pending connections past their deadline, or the oldest ones while
+  // there are more than the limits allow.
+  void ExpirePending(int64_t now_ms);
+
+  SocketOptions options_;
+  std::vector<Pending> pending_;  // oldest first
   std::string path_;
   UniqueFd lock_fd_;
   UniqueFd listen_fd_;

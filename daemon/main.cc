@@ -41,6 +41,15 @@ ABSL_FLAG(absl::Duration, provider_wait, absl::Seconds(30),
           "default wait for a provider pod's ROOTFS_MARKER container");
 ABSL_FLAG(absl::Duration, provider_wait_max, absl::Minutes(5),
           "longest provider wait a request may ask for");
+ABSL_FLAG(int, max_calls_per_pod, 16,
+          "most rootfs calls (PrepareRootfs, ReleaseRootfs, BindMount, GetInstance, "
+          "ListInstances, CheckRootfs) one pod may have in flight at once");
+ABSL_FLAG(int, max_provider_waits_per_pod, 2,
+          "most PrepareRootfs calls one provider pod may have waiting for its rootfs container");
+ABSL_FLAG(int, max_connections_per_pod, 256,
+          "most open connections per pod (per uid for callers outside pods); more are closed");
+ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(5),
+          "a connection that has sent nothing this long after connecting is closed");
 ABSL_FLAG(std::string, pod_rootfs, sc::kDefaultPodRootfsPath,
           "where pods see their instance's rootfs, in their own mount namespace");
 ABSL_FLAG(int, max_execs, 1024, "most concurrent Exec sessions in total");
@@ -108,11 +117,26 @@ int main(int argc, char** argv) {
   config.bind_roots = absl::GetFlag(FLAGS_bind_root);
   config.provider_wait = absl::GetFlag(FLAGS_provider_wait);
   config.provider_wait_max = absl::GetFlag(FLAGS_provider_wait_max);
+  config.max_calls_per_pod = absl::GetFlag(FLAGS_max_calls_per_pod);
+  config.max_provider_waits_per_pod = absl::GetFlag(FLAGS_max_provider_waits_per_pod);
+  config.max_connections_per_pod = absl::GetFlag(FLAGS_max_connections_per_pod);
+  const absl::Duration handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+  if (handshake_timeout <= absl::ZeroDuration() || handshake_timeout > absl::Hours(1)) {
+    Usage("--handshake_timeout must be positive and at most 1h");
+  }
+  config.socket.handshake_timeout_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(handshake_timeout));
   config.pod_rootfs_path = absl::GetFlag(FLAGS_pod_rootfs);
   config.max_execs_total = absl::GetFlag(FLAGS_max_execs);
   config.max_execs_per_pod = absl::GetFlag(FLAGS_max_execs_per_pod);
   config.exec_kill_grace = absl::GetFlag(FLAGS_exec_kill_grace);
   if (config.shutdown_grace < absl::ZeroDuration()) Usage("--shutdown_grace must not be negative");
+  if (config.max_calls_per_pod < 1 || config.max_provider_waits_per_pod < 1 ||
+      config.max_connections_per_pod < 1) {
+    Usage(
+        "--max_calls_per_pod, --max_provider_waits_per_pod and --max_connections_per_pod "
+        "must be at least 1");
+  }
   if (config.max_execs_total < 1 || config.max_execs_per_pod < 1) {
     Usage("--max_execs and --max_execs_per_pod must be at least 1");
   }

@@ -85,7 +85,20 @@ absl::Status MountOverlayAt(const std::vector<int>& lower_fds, int upper_fd, int
   if (fsconfig(fs.get(), FSCONFIG_SET_FD, "workdir", nullptr, work_fd) != 0) {
     return FsError(errno, fs.get(), "overlay workdir by fd");
   }
-  return CreateAndAttach(fs.get(), 0, target_fd, "overlay");
+  // nosuid, nodev: a workload may run as uid 0 without capabilities; a
+  // setuid-root file it writes into the upper layer, or a device node an
+  // image ships, must give nothing to a process that has no no_new_privs
+  // (another container of a consumer pod sees the rootfs through its hostPath).
+  return CreateAndAttach(fs.get(), kRootfsMountAttrs, target_fd, "overlay");
+}
+
+absl::Status SetMountAttrs(int mount_fd, uint64_t attrs) {
+  struct mount_attr attr {};
+  attr.attr_set = attrs;
+  if (mount_setattr(mount_fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) != 0) {
+    return ErrnoStatus(errno, "mount_setattr(attributes)");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status MountNewAt(const char* fstype, const std::vector<FsOption>& options, uint64_t attrs,

@@ -1,6 +1,8 @@
 #ifndef DAEMON_MOUNTS_H_
 #define DAEMON_MOUNTS_H_
 
+#include <sys/mount.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +31,9 @@ struct FsOption {
 // all given as fds (fsconfig FSCONFIG_SET_FD "lowerdir+", "upperdir",
 // "workdir"), attached at `target_fd`. The kernel then prints the layers'
 // real paths in mountinfo, which is what instance state is derived from.
+// The attributes of every instance's overlay mount (MOUNT_ATTR_*).
+inline constexpr uint64_t kRootfsMountAttrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+
 absl::Status MountOverlayAt(const std::vector<int>& lower_fds, int upper_fd, int work_fd,
                             int target_fd);
 
@@ -49,6 +54,10 @@ absl::Status MountEmptyProcAt(uint64_t attrs, int target_fd);
 // clone (open_tree), given `attrs` (MOUNT_ATTR_*) and, when `slave`, slave
 // propagation while still detached, then attached.
 absl::Status BindAt(int source_fd, int target_fd, bool recursive, uint64_t attrs, bool slave);
+
+// Adds the MOUNT_ATTR_* `attrs` to the mount `mount_fd` is the root of (not
+// to the mounts below it).
+absl::Status SetMountAttrs(int mount_fd, uint64_t attrs);
 
 // Changes the propagation (MS_SHARED, MS_SLAVE, MS_PRIVATE) of the mount
 // `mount_fd` is the root of.

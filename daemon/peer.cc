@@ -194,7 +194,8 @@ void PeerRegistry::Add(int conn_fd, std::shared_ptr<const Peer> peer) {
   struct stat st {};
   if (fstat(conn_fd, &st) != 0) return;
   std::lock_guard<std::mutex> lock(mu_);
-  entries_[conn_fd] = Entry{st.st_ino, std::move(peer)};
+  std::string key = LimitKey(*peer);
+  entries_[conn_fd] = Entry{st.st_ino, std::move(peer), std::move(key)};
 }
 
 absl::StatusOr<std::shared_ptr<const Peer>> PeerRegistry::Find(absl::string_view grpc_peer) const {
@@ -218,6 +219,23 @@ absl::StatusOr<std::shared_ptr<const Peer>> PeerRegistry::Find(absl::string_view
 
 void PeerRegistry::Sweep() {
   std::lock_guard<std::mutex> lock(mu_);
+  SweepLocked();
+}
+
+std::string PeerRegistry::LimitKey(const Peer& peer) {
+  if (peer.pod()) return absl::StrCat("pod ", peer.pod()->pod_uid);
+  return absl::StrCat("uid ", peer.uid());
+}
+
+size_t PeerRegistry::CountFor(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SweepLocked();
+  size_t n = 0;
+  for (const auto& [fd, entry] : entries_) n += entry.limit_key == key ? 1 : 0;
+  return n;
+}
+
+void PeerRegistry::SweepLocked() {
   for (auto it = entries_.begin(); it != entries_.end();) {
     struct stat st {};
     if (fstat(it->first, &st) != 0 || st.st_ino != it->second.socket_inode) {

@@ -96,13 +96,21 @@ class PeerRegistry {
   // Forgets connections gRPC has closed, releasing their pidfds.
   void Sweep();
 
+  // What connection limits count a peer under: its pod ("pod <uid>"), or its
+  // uid when it is in no pod ("uid <n>").
+  static std::string LimitKey(const Peer& peer);
+  // Connections open under `key` (closed ones are swept first).
+  size_t CountFor(const std::string& key);
+
   size_t size() const;
 
  private:
   struct Entry {
     ino_t socket_inode;
     std::shared_ptr<const Peer> peer;
+    std::string limit_key;
   };
+  void SweepLocked();
   const int first_fd_;
   const int span_;
   mutable std::mutex mu_;

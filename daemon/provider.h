@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/unique_fd.h"
+#include "daemon/cgroup.h"
 #include "daemon/mountinfo.h"
 #include "daemon/overlay.h"
 
@@ -38,10 +39,21 @@ struct ProviderProcess {
 // environment holds ROOTFS_MARKER=true. NOT_FOUND when there is none.
 absl::StatusOr<ProviderProcess> FindProvider(absl::string_view pod_uid);
 
-// FindProvider until it succeeds, `wait` runs out (DEADLINE_EXCEEDED) or
-// `cancelled` says so (CANCELLED).
-absl::StatusOr<ProviderProcess> WaitForProvider(absl::string_view pod_uid, absl::Duration wait,
+// The same, among the processes of the pod's cgroup directory
+// `pod_cgroup_fd` and its container directories only.
+absl::StatusOr<ProviderProcess> FindProviderInCgroup(int pod_cgroup_fd, absl::string_view pod_uid);
+
+// Looks for the provider until it is found, `wait` runs out
+// (DEADLINE_EXCEEDED) or `cancelled` says so (CANCELLED): in the pod's cgroup
+// `pod_cgroup_fd` (woken by inotify when a container's cgroup appears), or
+// in all of /proc when that is -1.
+absl::StatusOr<ProviderProcess> WaitForProvider(absl::string_view pod_uid, int pod_cgroup_fd,
+                                                absl::Duration wait,
                                                 const std::function<bool()>& cancelled);
+
+// The cgroup directory of the pod a peer's process belongs to (the parent of
+// its container's), opened; NOT_FOUND when its hierarchy is not mounted here.
+absl::StatusOr<UniqueFd> OpenPodCgroupDir(int peer_proc_dir, const PodCgroup& pod);
 
 // The lower layers of a provider, opened (O_PATH directories):
 //   * its root is an overlay: that overlay's lower directories, as the kernel

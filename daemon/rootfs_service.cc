@@ -8,16 +8,22 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <memory>
+#include <optional>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "common/defaults.h"
 #include "daemon/fs_util.h"
 #include "daemon/instances.h"
@@ -80,39 +86,45 @@ absl::StatusOr<UniqueFd> OpenInstanceDir(int base_fd, const InstanceLayout& layo
   return OpenBeneath(base_fd, absl::StrCat(layout.ns, "/", layout.name), O_PATH | O_DIRECTORY);
 }
 
-// What a pod must have mounted to act on an instance: the instance directory
-// or its rootfs (the overlay when prepared, the bare directory before).
-absl::StatusOr<std::vector<Identity>> InstanceIdentities(int instance_fd) {
-  std::vector<Identity> ids;
+// How a pod relates to an instance, from what it has mounted (seen through
+// /proc/<peer>/root): its provider pod mounts the instance directory (the
+// work directory with the upper layer), its consumer pods mount only its
+// rootfs (the overlay when prepared, the bare directory before).
+enum class PodRelation { kNone, kConsumer, kProvider };
+
+absl::StatusOr<PodRelation> PodRelationTo(const Peer& peer, int instance_fd) {
   absl::StatusOr<Identity> dir = IdentityOf(instance_fd);
   if (!dir.ok()) return dir.status();
-  ids.push_back(*dir);
-  absl::StatusOr<UniqueFd> rootfs = OpenBeneath(instance_fd, "rootfs", O_PATH | O_DIRECTORY);
-  if (rootfs.ok()) {
-    absl::StatusOr<Identity> id = IdentityOf(rootfs->get());
-    if (id.ok()) ids.push_back(*id);
+  std::optional<Identity> rootfs;
+  if (absl::StatusOr<UniqueFd> fd = OpenBeneath(instance_fd, "rootfs", O_PATH | O_DIRECTORY);
+      fd.ok()) {
+    if (absl::StatusOr<Identity> id = IdentityOf(fd->get()); id.ok()) rootfs = *id;
   }
-  return ids;
-}
-
-// Whether one of the peer's mount points (seen through /proc/<peer>/root) is
-// one of `wanted`: the pod has that directory mounted.
-absl::StatusOr<bool> PodHasMounted(const Peer& peer, const std::vector<Identity>& wanted) {
   absl::StatusOr<std::vector<MountInfoEntry>> table = ReadMountInfoAt(peer.proc_dir());
   if (!table.ok()) return table.status();
   UniqueFd root(openat(peer.proc_dir(), "root", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) return ErrnoStatus(errno, "open /proc/<peer>/root");
-  bool found = false;
+  PodRelation relation = PodRelation::kNone;
   for (const MountInfoEntry& e : *table) {
     absl::StatusOr<UniqueFd> fd = OpenBeneath(root.get(), e.target, O_PATH);
     if (!fd.ok()) continue;
     absl::StatusOr<Identity> id = IdentityOf(fd->get());
     if (!id.ok()) continue;
-    for (const Identity& w : wanted) found = found || *id == w;
-    if (found) break;
+    if (*id == *dir) {
+      relation = PodRelation::kProvider;
+      break;
+    }
+    if (rootfs && *id == *rootfs) relation = PodRelation::kConsumer;
   }
   if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
-  return found;
+  return relation;
+}
+
+// The relation of a pod to an instance directory that may not exist (none).
+absl::StatusOr<PodRelation> PodRelationTo(const Peer& peer,
+                                          const absl::StatusOr<UniqueFd>& instance) {
+  if (!instance.ok()) return PodRelation::kNone;
+  return PodRelationTo(peer, instance->get());
 }
 
 void FillMount(const MountInfoEntry& e, v1::MountEntry* out) {
@@ -271,6 +283,36 @@ absl::Status RemoveTreeAt(int parent_fd, const std::string& name, dev_t dev, int
   return absl::OkStatus();
 }
 
+// An instance directory being deleted is first renamed to
+// ".deleting-<name>-<random>" in its namespace directory: no instance name can
+// start with a dot (DNS-1123 labels, CheckInstanceNames), so it is never taken for an instance.
+std::string DoomedName(const std::string& name) {
+  uint64_t random = 0;
+  if (getrandom(&random, sizeof(random), 0) != sizeof(random)) {
+    random = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  }
+  return absl::StrCat(".deleting-", name, "-", absl::Hex(random, absl::kZeroPad16));
+}
+
+// Removes every tree DoomedName gave `name` in `ns_fd`.
+absl::Status RemoveDoomedTrees(int ns_fd, const std::string& name, dev_t dev) {
+  const std::string prefix = absl::StrCat(".deleting-", name, "-");
+  UniqueFd dir_fd(openat(ns_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd) return ErrnoStatus(errno, "open the instance's namespace directory");
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(fdopendir(dir_fd.release()), closedir);
+  if (!dir) return ErrnoStatus(errno, "fdopendir the instance's namespace directory");
+  std::vector<std::string> doomed;
+  while (struct dirent* ent = readdir(dir.get())) {
+    if (absl::StartsWith(ent->d_name, prefix) && strlen(ent->d_name) == prefix.size() + 16) {
+      doomed.emplace_back(ent->d_name);
+    }
+  }
+  for (const std::string& tree : doomed) {
+    if (absl::Status s = RemoveTreeAt(dirfd(dir.get()), tree, dev, 0); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 // tmp in the merged view, mode 1777. It is the overlay's own directory rather
 // than a tmpfs: the instance's root is persistent by contract (everything it
 // changed is still there after a restart, as in the image, where /tmp is a
@@ -346,6 +388,9 @@ absl::StatusOr<int> CompleteInstance(int instance_fd, const InstanceView& view,
   if (!inst_mnt.ok() || !root_mnt.ok() || *inst_mnt == *root_mnt) {
     return absl::InternalError("the overlay is not mounted on the rootfs after mounting it");
   }
+  // An overlay mounted by an older daemon lacks nosuid,nodev: added in place,
+  // without unmounting what running workloads use.
+  if (absl::Status s = SetMountAttrs(rootfs->get(), kRootfsMountAttrs); !s.ok()) return s;
   // Shared, so that consumer pods with HostToContainer propagation see it and
   // every mount made inside it afterwards.
   if (absl::Status s = SetPropagation(rootfs->get(), MS_SHARED, false); !s.ok()) return s;
@@ -488,7 +533,8 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
                                                const v1::PrepareRootfsRequest* request,
                                                v1::Instance* response) {
   constexpr const char* kMethod = "PrepareRootfs";
-  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  KeyedLimiter::Slot call_slot;
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod, &call_slot);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
   Details details = {{"instance", RefName(request->instance())}};
@@ -527,20 +573,26 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
   absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
   const bool create = peer.is_operator() && absl::IsNotFound(instance.status());
   if (peer.kind() == PeerKind::kPod) {
-    absl::StatusOr<bool> mounted = false;
-    if (instance.ok()) {
-      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
-      mounted = ids.ok() ? PodHasMounted(peer, *ids) : ids.status();
+    absl::StatusOr<PodRelation> relation = PodRelationTo(peer, instance);
+    if (!relation.ok() && !absl::IsNotFound(relation.status())) {
+      return Finish(kMethod, peer, relation.status(), details);
     }
-    if (!mounted.ok() && !absl::IsNotFound(mounted.status())) {
-      return Finish(kMethod, peer, mounted.status(), details);
-    }
-    if (!instance.ok() || !mounted.ok() || !*mounted) {
+    if (!relation.ok() || *relation == PodRelation::kNone) {
       return Finish(kMethod, peer,
                     absl::PermissionDeniedError(absl::StrCat(
                         "pod ", peer.pod()->pod_uid, " has not mounted ", layout.dir, " or ",
                         layout.rootfs, " (mount the instance directory into the pod first)")),
                     details, true);
+    }
+    // A consumer must not choose the layers every other consumer runs on, nor
+    // hold a daemon thread waiting for a provider that is not its own.
+    if (*relation == PodRelation::kConsumer) {
+      return Finish(
+          kMethod, peer,
+          absl::PermissionDeniedError(absl::StrCat(
+              "pod ", peer.pod()->pod_uid, " has mounted only the rootfs of instance ",
+              RefName(ref), ": preparing it is for its provider pod, which mounts ", layout.dir)),
+          details, true);
     }
   }
   if (!instance.ok() && !create) return Finish(kMethod, peer, instance.status(), details);
@@ -558,8 +610,24 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
                               ? config_.provider_wait
                               : absl::Milliseconds(request->provider().wait_ms());
     if (wait > config_.provider_wait_max) wait = config_.provider_wait_max;
+    KeyedLimiter::Slot wait_slot = provider_waits_per_pod_.TryAcquire(peer.pod()->pod_uid);
+    if (!wait_slot.held()) {
+      return Finish(kMethod, peer,
+                    absl::ResourceExhaustedError(absl::StrCat(
+                        "this pod has ", provider_waits_per_pod_.max_per_key(),
+                        " PrepareRootfs calls waiting for its rootfs container, its maximum "
+                        "(--max_provider_waits_per_pod); retry when they end")),
+                    details, true);
+    }
+    // The pod's own cgroup is searched, not the node's /proc; NOT_FOUND (its
+    // hierarchy is not mounted here) falls back to /proc.
+    absl::StatusOr<UniqueFd> pod_cgroup = OpenPodCgroupDir(peer.proc_dir(), *peer.pod());
+    if (!pod_cgroup.ok() && !absl::IsNotFound(pod_cgroup.status())) {
+      return Finish(kMethod, peer, pod_cgroup.status(), details);
+    }
     absl::StatusOr<ProviderProcess> provider =
-        WaitForProvider(peer.pod()->pod_uid, wait, [context] { return context->IsCancelled(); });
+        WaitForProvider(peer.pod()->pod_uid, pod_cgroup.ok() ? pod_cgroup->get() : -1, wait,
+                        [context] { return context->IsCancelled(); });
     if (!provider.ok()) return Finish(kMethod, peer, provider.status(), details);
     details.emplace_back("provider_pid", absl::StrCat(provider->pid));
     absl::StatusOr<ProviderLayers> layers = OpenProviderLayers(*provider);
@@ -615,6 +683,13 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
     created = *mounted > 0;
     details.emplace_back("mounted", absl::StrCat(*mounted));
     view = std::move(after);
+  } else {
+    // READY since an older daemon, which mounted the overlay without
+    // nosuid,nodev: added in place (CompleteInstance does it otherwise).
+    absl::StatusOr<UniqueFd> rootfs = OpenBeneath(instance->get(), "rootfs", O_PATH | O_DIRECTORY);
+    absl::Status attrs =
+        rootfs.ok() ? SetMountAttrs(rootfs->get(), kRootfsMountAttrs) : rootfs.status();
+    if (!attrs.ok()) return Finish(kMethod, peer, attrs, details);
   }
   FillInstance(layout, *view, response);
   response->set_created(created);
@@ -626,7 +701,8 @@ grpc::Status MountHelperService::ReleaseRootfs(grpc::ServerContext* context,
                                                const v1::ReleaseRootfsRequest* request,
                                                v1::ReleaseRootfsResponse* response) {
   constexpr const char* kMethod = "ReleaseRootfs";
-  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  KeyedLimiter::Slot call_slot;
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod, &call_slot);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
   Details details = {{"instance", RefName(request->instance())},
@@ -646,16 +722,30 @@ grpc::Status MountHelperService::ReleaseRootfs(grpc::ServerContext* context,
   InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
   absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
   if (peer.kind() == PeerKind::kPod) {
-    absl::StatusOr<bool> mounted = false;
-    if (instance.ok()) {
-      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
-      mounted = ids.ok() ? PodHasMounted(peer, *ids) : ids.status();
+    // The upper layer is every consumer's data, kept across pod restarts by
+    // contract: no pod may delete it, whatever it has mounted.
+    if (request->delete_data()) {
+      return Finish(kMethod, peer,
+                    absl::PermissionDeniedError(absl::StrCat(
+                        "pod ", peer.pod()->pod_uid, " may not delete instance ", RefName(ref),
+                        "'s data: deleting is for operators only (release without delete_data "
+                        "keeps the upper layer)")),
+                    details, true);
     }
-    if (!instance.ok() || !mounted.ok() || !*mounted) {
+    absl::StatusOr<PodRelation> relation = PodRelationTo(peer, instance);
+    if (!relation.ok() || *relation == PodRelation::kNone) {
       return Finish(
           kMethod, peer,
           absl::PermissionDeniedError(absl::StrCat("pod ", peer.pod()->pod_uid, " has not mounted ",
                                                    layout.dir, " or ", layout.rootfs)),
+          details, true);
+    }
+    if (*relation == PodRelation::kConsumer) {
+      return Finish(
+          kMethod, peer,
+          absl::PermissionDeniedError(absl::StrCat(
+              "pod ", peer.pod()->pod_uid, " has mounted only the rootfs of instance ",
+              RefName(ref), ": releasing it is for its provider pod, which mounts ", layout.dir)),
           details, true);
     }
   }
@@ -666,29 +756,52 @@ grpc::Status MountHelperService::ReleaseRootfs(grpc::ServerContext* context,
     }
     return Finish(kMethod, peer, instance.status(), details);
   }
-  std::lock_guard<std::mutex> lock(rootfs_mu_);
-  absl::StatusOr<ReleaseCounts> counts = UnmountInstance(instance->get(), layout);
-  if (!counts.ok()) return Finish(kMethod, peer, counts.status(), details);
-  response->set_unmounted(counts->unmounted);
-  response->set_lazily_detached(counts->lazily);
-  details.emplace_back("unmounted", absl::StrCat(counts->unmounted));
-  details.emplace_back("lazily_detached", absl::StrCat(counts->lazily));
-  if (request->delete_data()) {
-    if (counts->lazily > 0) {
-      return Finish(kMethod, peer,
-                    absl::FailedPreconditionError(absl::StrCat(
-                        "unmounted ", counts->unmounted, " mounts but ", counts->lazily,
-                        " were busy and only detached: a process still uses the rootfs, so its "
-                        "data was kept; stop it and release again with delete_data")),
-                    details);
+  absl::StatusOr<Identity> id = IdentityOf(instance->get());
+  if (!id.ok()) return Finish(kMethod, peer, id.status(), details);
+  absl::StatusOr<UniqueFd> ns_dir = OpenBeneath(base->first.get(), layout.ns, O_PATH | O_DIRECTORY);
+  if (!ns_dir.ok()) return Finish(kMethod, peer, ns_dir.status(), details);
+  std::string doomed;  // the instance directory's name once set aside for deletion
+  {
+    std::lock_guard<std::mutex> lock(rootfs_mu_);
+    absl::StatusOr<ReleaseCounts> counts = UnmountInstance(instance->get(), layout);
+    if (!counts.ok()) return Finish(kMethod, peer, counts.status(), details);
+    response->set_unmounted(counts->unmounted);
+    response->set_lazily_detached(counts->lazily);
+    details.emplace_back("unmounted", absl::StrCat(counts->unmounted));
+    details.emplace_back("lazily_detached", absl::StrCat(counts->lazily));
+    if (request->delete_data()) {
+      if (counts->lazily > 0) {
+        return Finish(kMethod, peer,
+                      absl::FailedPreconditionError(absl::StrCat(
+                          "unmounted ", counts->unmounted, " mounts but ", counts->lazily,
+                          " were busy and only detached: a process still uses the rootfs, so its "
+                          "data was kept; stop it and release again with delete_data")),
+                      details);
+      }
+      // Renamed while the lock is held, so that the instance is gone for every
+      // other call at once; the tree itself is removed after the lock, which
+      // other instances' calls need (a large upper layer takes seconds).
+      doomed = DoomedName(layout.name);
+      if (renameat(ns_dir->get(), layout.name.c_str(), ns_dir->get(), doomed.c_str()) != 0) {
+        return Finish(kMethod, peer,
+                      ErrnoStatus(errno, absl::StrCat("set ", layout.dir, " aside for deletion")),
+                      details);
+      }
     }
-    absl::StatusOr<Identity> id = IdentityOf(instance->get());
-    if (!id.ok()) return Finish(kMethod, peer, id.status(), details);
-    absl::StatusOr<UniqueFd> ns_dir =
-        OpenBeneath(base->first.get(), layout.ns, O_PATH | O_DIRECTORY);
-    if (!ns_dir.ok()) return Finish(kMethod, peer, ns_dir.status(), details);
-    if (absl::Status s = RemoveTreeAt(ns_dir->get(), layout.name, id->dev, 0); !s.ok()) {
-      return Finish(kMethod, peer, s, details);
+  }
+  if (request->delete_data()) {
+    absl::Time started = absl::Now();
+    // Earlier deletions of this instance that a daemon restart interrupted.
+    absl::Status removed = RemoveDoomedTrees(ns_dir->get(), layout.name, id->dev);
+    details.emplace_back("delete_ms",
+                         absl::StrCat(absl::ToInt64Milliseconds(absl::Now() - started)));
+    if (!removed.ok()) {
+      return Finish(kMethod, peer,
+                    absl::Status(removed.code(),
+                                 absl::StrCat("instance ", RefName(ref),
+                                              " is released and its data set aside as ", doomed,
+                                              ", but deleting it failed: ", removed.message())),
+                    details);
     }
     response->set_data_deleted(true);
     details.emplace_back("data_deleted", "true");
@@ -700,7 +813,8 @@ grpc::Status MountHelperService::BindMount(grpc::ServerContext* context,
                                            const v1::BindMountRequest* request,
                                            v1::BindMountResponse* response) {
   constexpr const char* kMethod = "BindMount";
-  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  KeyedLimiter::Slot call_slot;
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod, &call_slot);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
   Details details = {{"instance", RefName(request->instance())},
@@ -733,12 +847,8 @@ grpc::Status MountHelperService::BindMount(grpc::ServerContext* context,
   InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
   absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
   if (peer.kind() == PeerKind::kPod) {
-    absl::StatusOr<bool> mounted = false;
-    if (instance.ok()) {
-      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
-      mounted = ids.ok() ? PodHasMounted(peer, *ids) : ids.status();
-    }
-    if (!instance.ok() || !mounted.ok() || !*mounted) {
+    absl::StatusOr<PodRelation> relation = PodRelationTo(peer, instance);
+    if (!relation.ok() || *relation == PodRelation::kNone) {
       return Finish(
           kMethod, peer,
           absl::PermissionDeniedError(absl::StrCat("pod ", peer.pod()->pod_uid, " has not mounted ",
@@ -758,7 +868,22 @@ grpc::Status MountHelperService::BindMount(grpc::ServerContext* context,
                   absl::FailedPreconditionError("bind mounts are disabled: no --bind_root"),
                   details);
   }
-  absl::StatusOr<UniqueFd> source = OpenUnderRoots(config_.bind_roots, request->source(), O_PATH);
+  // A pod binds only what is already its own: what the kubelet keeps for it
+  // under <bind_root>/<its pod UID>/ (its volumes, tokens, etc-hosts), never
+  // another pod's secrets nor the bind root itself.
+  std::vector<std::string> source_roots = config_.bind_roots;
+  if (peer.kind() == PeerKind::kPod) {
+    for (std::string& root : source_roots) {
+      root = absl::StrCat(absl::StripSuffix(root, "/"), "/", peer.pod()->pod_uid);
+    }
+  }
+  absl::StatusOr<UniqueFd> source = OpenUnderRoots(source_roots, request->source(), O_PATH);
+  if (peer.kind() == PeerKind::kPod && absl::IsPermissionDenied(source.status())) {
+    source = absl::PermissionDeniedError(
+        absl::StrCat("pod ", peer.pod()->pod_uid, " may bind only its own files: \"",
+                     request->source().substr(0, 256), "\" is not inside ",
+                     absl::StrJoin(source_roots, " or ")));
+  }
   if (!source.ok()) {
     return Finish(
         kMethod, peer,
@@ -890,7 +1015,8 @@ grpc::Status MountHelperService::GetInstance(grpc::ServerContext* context,
                                              const v1::GetInstanceRequest* request,
                                              v1::Instance* response) {
   constexpr const char* kMethod = "GetInstance";
-  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  KeyedLimiter::Slot call_slot;
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod, &call_slot);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
   Details details = {{"instance", RefName(request->instance())}};
@@ -909,12 +1035,8 @@ grpc::Status MountHelperService::GetInstance(grpc::ServerContext* context,
   InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
   absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
   if (peer.kind() == PeerKind::kPod) {
-    absl::StatusOr<bool> mounted = false;
-    if (instance.ok()) {
-      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
-      mounted = ids.ok() ? PodHasMounted(peer, *ids) : ids.status();
-    }
-    if (!instance.ok() || !mounted.ok() || !*mounted) {
+    absl::StatusOr<PodRelation> relation = PodRelationTo(peer, instance);
+    if (!relation.ok() || *relation == PodRelation::kNone) {
       return Finish(kMethod, peer,
                     absl::PermissionDeniedError(absl::StrCat(
                         "pod ", peer.pod()->pod_uid, " has not mounted instance ", RefName(ref))),
@@ -937,7 +1059,8 @@ grpc::Status MountHelperService::ListInstances(grpc::ServerContext* context,
                                                const v1::ListInstancesRequest*,
                                                v1::ListInstancesResponse* response) {
   constexpr const char* kMethod = "ListInstances";
-  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  KeyedLimiter::Slot call_slot;
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod, &call_slot);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
   if (peer.kind() == PeerKind::kUnknown) {
@@ -955,10 +1078,8 @@ grpc::Status MountHelperService::ListInstances(grpc::ServerContext* context,
     if (peer.kind() == PeerKind::kPod) {
       absl::StatusOr<UniqueFd> instance = OpenInstanceDir(base->first.get(), layout, false);
       if (!instance.ok()) continue;
-      absl::StatusOr<std::vector<Identity>> ids = InstanceIdentities(instance->get());
-      if (!ids.ok()) continue;
-      absl::StatusOr<bool> mounted = PodHasMounted(peer, *ids);
-      if (!mounted.ok() || !*mounted) continue;
+      absl::StatusOr<PodRelation> relation = PodRelationTo(peer, instance->get());
+      if (!relation.ok() || *relation == PodRelation::kNone) continue;
     }
     FillInstance(layout, DeriveInstance(*table, layout.rootfs), response->add_instances());
   }
@@ -970,7 +1091,8 @@ grpc::Status MountHelperService::CheckRootfs(grpc::ServerContext* context,
                                              const v1::CheckRootfsRequest* request,
                                              v1::CheckRootfsResponse* response) {
   constexpr const char* kMethod = "CheckRootfs";
-  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod);
+  KeyedLimiter::Slot call_slot;
+  absl::StatusOr<std::shared_ptr<const Peer>> caller = Caller(context, kMethod, &call_slot);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
   if (peer.kind() == PeerKind::kUnknown) {

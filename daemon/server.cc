@@ -19,6 +19,7 @@
 #include "daemon/fs_util.h"
 #include "daemon/health.h"
 #include "daemon/listener.h"
+#include "daemon/log_throttle.h"
 #include "daemon/peer.h"
 #include "daemon/service.h"
 #include "spdlog/spdlog.h"
@@ -108,6 +109,9 @@ int RunDaemon(const DaemonConfig& config) {
   builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
+  // A connection with no call for this long is closed (GOAWAY): connected
+  // clients that do nothing hold no fd forever.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 5 * 60 * 1000);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
     spdlog::critical("cannot start the gRPC server");
@@ -115,16 +119,37 @@ int RunDaemon(const DaemonConfig& config) {
   }
 
   grpc::Server* raw_server = server.get();
+  LogThrottle connection_limit_log;
   (*listener)->Start(
-      [&peers, raw_server](UniqueFd conn) {
+      [&peers, raw_server, &config, &connection_limit_log](UniqueFd conn) {
         absl::StatusOr<UniqueFd> renumbered = peers.Renumber(std::move(conn));
         if (!renumbered.ok()) {
-          spdlog::error("dropping a connection: {}", renumbered.status().ToString());
+          uint64_t held_back = 0;
+          if (connection_limit_log.Allow(&held_back)) {
+            spdlog::error("dropping a connection: {} ({} more not logged)",
+                          renumbered.status().ToString(), held_back);
+          }
           return;
         }
         absl::StatusOr<std::shared_ptr<const Peer>> peer = Peer::FromSocket(renumbered->get());
         if (!peer.ok()) {
-          spdlog::error("dropping a connection: {}", peer.status().ToString());
+          uint64_t held_back = 0;
+          if (connection_limit_log.Allow(&held_back)) {
+            spdlog::error("dropping a connection: {} ({} more not logged)",
+                          peer.status().ToString(), held_back);
+          }
+          return;
+        }
+        // One pod (or uid) must not take the daemon's fds from everyone else.
+        std::string key = PeerRegistry::LimitKey(**peer);
+        if (peers.CountFor(key) >= static_cast<size_t>(config.max_connections_per_pod)) {
+          uint64_t held_back = 0;
+          if (connection_limit_log.Allow(&held_back)) {
+            spdlog::warn(
+                "closed a connection from {}: {} has {} open, its maximum "
+                "(--max_connections_per_pod; {} more such closes not logged)",
+                (*peer)->Describe(), key, config.max_connections_per_pod, held_back);
+          }
           return;
         }
         spdlog::debug("connection fd {} from {}", renumbered->get(), (*peer)->Describe());

@@ -7,7 +7,11 @@ namespace sc {
 
 MountHelperService::MountHelperService(const DaemonConfig& config, PeerRegistry* peers,
                                        AuditLog* audit)
-    : config_(config), peers_(peers), audit_(audit) {
+    : config_(config),
+      peers_(peers),
+      audit_(audit),
+      calls_per_pod_(config.max_calls_per_pod),
+      provider_waits_per_pod_(config.max_provider_waits_per_pod) {
   ServeExecRaw();
 }
 
@@ -34,6 +38,22 @@ absl::StatusOr<std::shared_ptr<const Peer>> MountHelperService::Caller(grpc::Ser
       audit_->Write({method, peer->get(), "", denied, "deny", {}});
       return denied;
     }
+  }
+  return peer;
+}
+
+absl::StatusOr<std::shared_ptr<const Peer>> MountHelperService::Caller(grpc::ServerContext* context,
+                                                                       const char* method,
+                                                                       KeyedLimiter::Slot* slot) {
+  absl::StatusOr<std::shared_ptr<const Peer>> peer = Caller(context, method);
+  if (!peer.ok() || !(*peer)->pod()) return peer;
+  *slot = calls_per_pod_.TryAcquire((*peer)->pod()->pod_uid);
+  if (!slot->held()) {
+    absl::Status refused = absl::ResourceExhaustedError(
+        absl::StrCat("this pod has ", calls_per_pod_.max_per_key(),
+                     " calls in flight, its maximum (--max_calls_per_pod); retry when they end"));
+    audit_->Write({method, peer->get(), "", refused, "deny", {}});
+    return refused;
   }
   return peer;
 }

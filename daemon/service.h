@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "daemon/audit.h"
 #include "daemon/config.h"
+#include "daemon/limits.h"
 #include "daemon/peer.h"
 #include "mounthelper.grpc.pb.h"
 
@@ -57,6 +58,11 @@ class MountHelperService final : public v1::MountHelper::Service {
   // audited and the returned status is what the handler should answer.
   absl::StatusOr<std::shared_ptr<const Peer>> Caller(grpc::ServerContext* context,
                                                      const char* method);
+  // Caller, for the rootfs calls: a pod's call also takes one of its
+  // --max_calls_per_pod slots into `slot` (RESOURCE_EXHAUSTED when none is
+  // free), held until the handler returns.
+  absl::StatusOr<std::shared_ptr<const Peer>> Caller(grpc::ServerContext* context,
+                                                     const char* method, KeyedLimiter::Slot* slot);
 
   // Audits the outcome of a call and maps it to a gRPC status. `refused`
   // marks an authorization decision (decision "deny") as opposed to a failure
@@ -76,6 +82,9 @@ class MountHelperService final : public v1::MountHelper::Service {
   // Serializes every change to instance mounts (prepare, bind, release): the
   // mount table is read, decided on and changed as one step.
   std::mutex rootfs_mu_;
+  // Rootfs calls in flight per pod, and provider waits among them.
+  KeyedLimiter calls_per_pod_;
+  KeyedLimiter provider_waits_per_pod_;
   // Exec sessions running, in total and per pod UID (exec_service.cc).
   std::mutex exec_mu_;
   int execs_total_ = 0;

@@ -33,10 +33,11 @@ GROUPS = [
      sched_setscheduler sched_get_priority_max sched_get_priority_min membarrier
      """),
     ("rootfs", "Overlay, proc/sysfs/devpts/tmpfs and bind mounts of instances, fd-based "
-     "path resolution, instance directories, provider lookup through pidfds.", """
+     "path resolution, instance directories, provider lookup through pidfds (woken by "
+     "inotify on the pod's cgroup).", """
      mount umount2 open_tree move_mount fsopen fsconfig fsmount fspick mount_setattr
      mkdirat unlinkat rmdir fchownat fchown fchmodat fchmod utimensat pidfd_open
-     waitid wait4 setns
+     waitid wait4 setns inotify_init1 inotify_add_watch inotify_rm_watch
      """),
     ("exec-child", "The daemon's child between fork and execve of the workload: join the "
      "peer's namespaces and cgroup, pty, chroot, drop privileges, load the workload's "

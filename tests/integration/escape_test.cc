@@ -486,12 +486,17 @@ TEST_CASE("escape: the launched process holds no fd of the daemon", "[escape]") 
 TEST_CASE("escape: a setuid-root binary in the rootfs gives nothing (no_new_privs)", "[escape]") {
   SC_REQUIRE_ROOT();
   EscapeNode node;
-  // Control: on this mount, without no_new_privs, the bit works.
+  // Control: in the image, without no_new_privs, the bit works; through the
+  // rootfs (nosuid) it does not, even without no_new_privs.
   ProcessResult control = Run({"/usr/bin/setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
-                               node.rootfs_a + "/bin/probe-suid", "ids"});
+                               node.image + "/bin/probe-suid", "ids"});
   INFO(control.Describe() << " " << control.out << control.err);
   REQUIRE(control.exit_code == 0);
   REQUIRE(Has(control.out, "uid=1000 euid=0 "));
+  ProcessResult nosuid = Run({"/usr/bin/setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
+                              node.rootfs_a + "/bin/probe-suid", "ids"});
+  INFO(nosuid.Describe() << " " << nosuid.out << nosuid.err);
+  CHECK(Has(nosuid.out, "uid=1000 euid=1000 "));
 
   // As uid 1000 in the pod: the euid stays, and no capability comes with it.
   ProcessResult user = node.ShInA("probe-suid ids; probe-suid setuid 0; probe-suid capset", kUser);

@@ -922,11 +922,13 @@ TEST_CASE("a consumer pod started before prepare sees the rootfs come and go",
   r = PodCall(consumer, sock, "CheckRootfs", "");
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("ready: true") != std::string::npos);
-  // The consumer pod has the rootfs mounted, so it may bind into it.
-  WriteAll(node.binds + "/hostname", "later\n");
+  // The consumer pod has the rootfs mounted, so it may bind into it what the
+  // kubelet keeps for it, under <bind_root>/<its pod UID>/.
+  fs::create_directories(node.binds + "/" + consumer.uid());
+  WriteAll(node.binds + "/" + consumer.uid() + "/hostname", "later\n");
   r = PodCall(consumer, sock, "BindMount",
-              "instance{namespace:\"ns\" name:\"later\"} source:\"" + node.binds +
-                  "/hostname\" target:\"/etc/hostname\" read_only:true");
+              "instance{namespace:\"ns\" name:\"later\"} source:\"" + node.binds + "/" +
+                  consumer.uid() + "/hostname\" target:\"/etc/hostname\" read_only:true");
   INFO(r.err);
   CHECK(r.exit_code == 0);
   r = consumer.Exec({"/bin/cat", "/rootfs/etc/hostname"});
