@@ -458,7 +458,6 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   NamespaceHandles namespaces;
   CgroupHandles cgroups;
   UniqueFd rootfs;
-  UniqueFd peer_root;
   if (peer.kind() == PeerKind::kPod) {
     std::string path = start.rootfs_path();
     if (path.empty()) {
@@ -468,7 +467,6 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     absl::StatusOr<std::pair<UniqueFd, UniqueFd>> opened = OpenPodRootfs(peer, path);
     if (!opened.ok()) return Finish(kMethod, peer, opened.status(), details);
     rootfs = std::move(opened->first);
-    peer_root = std::move(opened->second);
     absl::StatusOr<NamespaceHandles> ns = OpenPeerNamespaces(peer);
     if (!ns.ok()) return Finish(kMethod, peer, ns.status(), details);
     namespaces = *std::move(ns);
@@ -520,10 +518,12 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
       size.ws_row = 24;
       size.ws_col = 80;
     }
-    absl::StatusOr<Pty> opened = OpenPty(rootfs.get(), peer_root.get(), size);
+    // A devpts of the session's own, the slave the workload's (pty.h).
+    absl::StatusOr<Pty> opened = OpenSessionPty(uid, size);
     if (!opened.ok()) return Finish(kMethod, peer, opened.status(), details);
     pty = *std::move(opened);
     spec.tty_fd = pty.slave.get();
+    spec.devpts_fd = pty.devpts.get();
     bool has_term = false;
     for (const std::string& e : spec.env) has_term = has_term || e.rfind("TERM=", 0) == 0;
     if (!has_term) spec.env.push_back("TERM=xterm");
@@ -549,6 +549,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   absl::StatusOr<LaunchResult> launched = Launch(spec);
   // The child's ends: only the process may hold them, or EOF never comes.
   pty.slave.reset();
+  pty.devpts.reset();
   in.read.reset();
   out.write.reset();
   err.write.reset();

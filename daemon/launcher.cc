@@ -86,6 +86,8 @@ enum Step : int32_t {
   kStepProc,
   kStepWorkdirOutside,
   kStepPidNsInit,
+  kStepSessionMountNs,
+  kStepDevpts,
 };
 
 const char* StepName(int32_t step) {
@@ -154,6 +156,10 @@ const char* StepName(int32_t step) {
       return "check that the working directory is inside the rootfs";
     case kStepPidNsInit:
       return "start the init of the exec's pid namespace";
+    case kStepSessionMountNs:
+      return "give the terminal's session a mount namespace of its own";
+    case kStepDevpts:
+      return "mount the session's devpts over <rootfs>/dev/pts";
   }
   return "unknown step";
 }
@@ -227,6 +233,35 @@ SC_CLONE_CHILD_CODE bool WriteZero(int fd) {
   return write(fd, "0", 1) == 1;
 }
 
+// Makes the mount at `dirfd`/`path` (a mount point) and every mount below it
+// slaves: what is mounted there from now on stays in this mount namespace,
+// what the namespace it was copied from mounts still arrives. 0 or errno.
+SC_CLONE_CHILD_CODE int MakeSlaves(int dirfd, const char* path, unsigned int flags) {
+  mount_attr slave{};
+  slave.propagation = MS_SLAVE;
+  if (syscall(SYS_mount_setattr, dirfd, path, flags | AT_RECURSIVE, &slave, sizeof(slave)) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
+// Moves the session's devpts (a detached mount) over <root>/dev/pts, in the
+// caller's mount namespace, whose mounts there must be slaves (MakeSlaves).
+// Neither component may be a symlink: the rootfs is the workload's to
+// write. No dev/pts directory: nothing to do, the terminal works without a
+// name. 0 or errno.
+SC_CLONE_CHILD_CODE int AttachDevpts(int root, int devpts_fd) {
+  UniqueFd dev(openat(root, "dev", O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC));
+  if (!dev) return errno == ENOENT || errno == ENOTDIR ? 0 : errno;
+  UniqueFd pts(openat(dev.get(), "pts", O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC));
+  if (!pts) return errno == ENOENT || errno == ENOTDIR ? 0 : errno;
+  if (syscall(SYS_move_mount, devpts_fd, "", pts.get(), "",
+              MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    return errno;
+  }
+  return 0;
+}
+
 struct WorkloadStart {
   const Plan* plan;
   bool in_cgroup_v2;
@@ -268,18 +303,40 @@ struct WorkloadStart {
     if (root < 0) Fail(p, kStepChroot);
     // The copies are peers of the daemon's shared mounts: the proc below
     // would appear in the daemon's namespace and every pod's. Slaves first.
-    mount_attr slave{};
-    slave.propagation = MS_SLAVE;
-    if (syscall(SYS_mount_setattr, root, "", AT_EMPTY_PATH | AT_RECURSIVE, &slave, sizeof(slave)) !=
-        0) {
+    if (int err = MakeSlaves(root, "", AT_EMPTY_PATH); err != 0) {
+      errno = err;
       Fail(p, kStepProc);
     }
   }
   // A /proc of the workload's own pid namespace, not the node's (see
-  // proc_mount.h).
+  // proc_mount.h). A pod's goes into the pod's mount namespace, before the
+  // terminal's session leaves it: later execs into the pod find it there.
   if (int err = MountOwnProcIfNeeded(root); err != 0) {
     errno = err;  // the fds it closed on the way out may have changed it
     Fail(p, kStepProc);
+  }
+  // A terminal's devpts is the session's alone (launcher.h). In a pod, the
+  // workload leaves the pod's mount namespace for a copy of it whose mounts
+  // are all slaves (from "/": a pod's rootfs_path need not be a mount point),
+  // so that the devpts below appears nowhere else; an operator's exec is in a
+  // namespace of its own already. fds keep naming the mounts of the
+  // namespace they were opened in: the rootfs is opened again in the copy
+  // (the kernel moved the working directory there).
+  if (s.devpts_fd >= 0) {
+    if (s.namespaces != nullptr) {
+      if (fchdir(root) != 0) Fail(p, kStepSessionMountNs);
+      if (unshare(CLONE_NEWNS) != 0) Fail(p, kStepSessionMountNs);
+      root = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (root < 0) Fail(p, kStepSessionMountNs);
+      if (int err = MakeSlaves(AT_FDCWD, "/", 0); err != 0) {
+        errno = err;
+        Fail(p, kStepSessionMountNs);
+      }
+    }
+    if (int err = AttachDevpts(root, s.devpts_fd); err != 0) {
+      errno = err;
+      Fail(p, kStepDevpts);
+    }
   }
 
   // The daemon blocks SIGTERM/SIGINT and ignores SIGPIPE; an ignored signal

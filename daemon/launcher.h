@@ -42,6 +42,14 @@ struct LaunchSpec {
   int stdout_fd = -1;
   int stderr_fd = -1;
   int tty_fd = -1;  // set: stdio and controlling terminal
+  // With tty_fd: the devpts the terminal is of, a detached mount of the
+  // session's own (pty.h). The workload then gets a mount namespace of its
+  // own, a slave of the one it would be in (a pod's: the pod's; an
+  // operator's: its fresh one), and in it this devpts over <rootfs>/dev/pts,
+  // so that its terminal is /dev/pts/N there and no other session's devpts is
+  // in sight. A rootfs without a dev/pts directory leaves the terminal
+  // nameless. Sessions without a terminal stay in the pod's mount namespace.
+  int devpts_fd = -1;
 
   const SeccompProgram* seccomp = nullptr;  // required
 };

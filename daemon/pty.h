@@ -2,25 +2,36 @@
 #define DAEMON_PTY_H_
 
 #include <sys/ioctl.h>
+#include <sys/types.h>
 
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
 
 namespace sc {
 
+// The group and mode of a session's terminal: the tty group and 0620, as a
+// container runtime's devpts and sshd give them.
+inline constexpr gid_t kTtyGid = 5;
+
 struct Pty {
   UniqueFd master;  // the daemon's end, O_NONBLOCK
   UniqueFd slave;   // the process's stdio and controlling terminal
+  // The devpts the pair is of: a detached mount (fsmount) of a devpts
+  // instance made for this session alone. The launcher attaches it over
+  // <rootfs>/dev/pts in the session's own mount namespace (launcher.h); until
+  // then, and if it never is, no path leads to it.
+  UniqueFd devpts;
 };
 
-// Allocates a pseudo-terminal from the devpts the caller sees: the rootfs'
-// dev/pts/ptmx, else its dev/ptmx, else the caller's own /dev/pts/ptmx (via
-// `peer_root_fd`, may be -1). Every candidate is resolved inside its root
-// without following magic links and must be the ptmx device (5:2), so a device
-// node shipped in an image can never be opened in its place. The slave is
-// opened from the master (TIOCGPTPEER), so it is the same devpts instance.
-// The window size is applied before the process exists.
-absl::StatusOr<Pty> OpenPty(int rootfs_fd, int peer_root_fd, const winsize& size);
+// Allocates a session's pseudo-terminal from a new devpts instance of its
+// own (ptmxmode 0666 so that the capless workload can allocate more ptys in
+// it, mode 0620, gid kTtyGid, uid `uid`: the slave, and every pty the
+// workload allocates there, is owned by the workload's uid). No other session
+// and no pod shares it: before, every terminal of an instance came from the
+// instance's one devpts at <rootfs>/dev/pts, where another consumer pod of
+// the instance read and wrote it (issue 18). The slave is opened from the
+// master (TIOCGPTPEER), the window size applied before the process exists.
+absl::StatusOr<Pty> OpenSessionPty(uid_t uid, const winsize& size);
 
 }  // namespace sc
 
