@@ -384,6 +384,17 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     if (!pod_key.empty()) ++execs_per_pod_[pod_key];
     slot = std::make_unique<SessionSlot>(&exec_mu_, &execs_total_, &execs_per_pod_, pod_key);
   }
+  // Every return below ends the session through this Finish, which hides the
+  // member of that name: it gives the slot back first and then writes the
+  // session's record, so whoever has read the record (an operator, a client
+  // that cancelled and watches the audit log, the hostile catalogue) may count
+  // on the slot being free. With the slot freed by the destructor, after the
+  // record, a busy node could show the record while the slot was still held.
+  auto Finish = [this, &slot](const char* method, const Peer& who, const absl::Status& status,
+                              Details details = {}, bool refused = false) {
+    slot.reset();
+    return MountHelperService::Finish(method, who, status, std::move(details), refused);
+  };
 
   v1::ExecRequest first;
   if (!stream->Read(&first)) {
