@@ -9,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/unique_fd.h"
 #include "daemon/fs_util.h"
 #include "daemon/paths.h"
@@ -59,31 +62,75 @@ absl::Status CreateAndAttach(int fs_fd, uint64_t attrs, int target_fd, absl::str
 
 }  // namespace
 
+namespace {
+
+std::atomic<int> forced_passing{-1};
+
+OverlayLayerPassing ProbeOverlayLayerPassing() {
+  UniqueFd fs(fsopen("overlay", FSOPEN_CLOEXEC));
+  UniqueFd dir(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fs || !dir) return OverlayLayerPassing::kProcFdPaths;
+  // Nothing is created: the context is dropped with its fd.
+  return fsconfig(fs.get(), FSCONFIG_SET_FD, "lowerdir+", nullptr, dir.get()) == 0
+             ? OverlayLayerPassing::kByFd
+             : OverlayLayerPassing::kProcFdPaths;
+}
+
+}  // namespace
+
+const char* OverlayLayerPassingName(OverlayLayerPassing passing) {
+  return passing == OverlayLayerPassing::kByFd ? "layers by fd (fsconfig FSCONFIG_SET_FD)"
+                                               : "layers as /proc/self/fd/N in the option string";
+}
+
+OverlayLayerPassing OverlayLayerPassingInUse() {
+  static const OverlayLayerPassing probed = ProbeOverlayLayerPassing();
+  int forced = forced_passing.load();
+  return forced < 0 ? probed : static_cast<OverlayLayerPassing>(forced);
+}
+
+void ForceOverlayLayerPassing(OverlayLayerPassing passing) {
+  forced_passing.store(static_cast<int>(passing));
+}
+
 absl::Status MountOverlayAt(const std::vector<int>& lower_fds, int upper_fd, int work_fd,
                             int target_fd) {
   UniqueFd fs(fsopen("overlay", FSOPEN_CLOEXEC));
   if (!fs) return ErrnoStatus(errno, "fsopen(overlay)");
-  for (int fd : lower_fds) {
-    if (fsconfig(fs.get(), FSCONFIG_SET_FD, "lowerdir+", nullptr, fd) != 0) {
-      int err = errno;
-      absl::Status status = FsError(err, fs.get(), "overlay lowerdir+ by fd");
-      if (err == EINVAL || err == EOPNOTSUPP) {
-        // Layers by fd arrived in Linux 6.13 (lowerdir+ in 6.8). Passing
-        // strings instead would either be resolved again or show up in
-        // mountinfo as /proc/self/fd/N, losing the state, so refuse.
-        return absl::FailedPreconditionError(
-            absl::StrCat(status.message(),
-                         " (this kernel's overlayfs cannot take layers as file descriptors; "
-                         "Linux 6.13 or later is required)"));
+  if (OverlayLayerPassingInUse() == OverlayLayerPassing::kByFd) {
+    for (int fd : lower_fds) {
+      if (fsconfig(fs.get(), FSCONFIG_SET_FD, "lowerdir+", nullptr, fd) != 0) {
+        return FsError(errno, fs.get(), "overlay lowerdir+ by fd");
       }
-      return status;
     }
-  }
-  if (fsconfig(fs.get(), FSCONFIG_SET_FD, "upperdir", nullptr, upper_fd) != 0) {
-    return FsError(errno, fs.get(), "overlay upperdir by fd");
-  }
-  if (fsconfig(fs.get(), FSCONFIG_SET_FD, "workdir", nullptr, work_fd) != 0) {
-    return FsError(errno, fs.get(), "overlay workdir by fd");
+    if (fsconfig(fs.get(), FSCONFIG_SET_FD, "upperdir", nullptr, upper_fd) != 0) {
+      return FsError(errno, fs.get(), "overlay upperdir by fd");
+    }
+    if (fsconfig(fs.get(), FSCONFIG_SET_FD, "workdir", nullptr, work_fd) != 0) {
+      return FsError(errno, fs.get(), "overlay workdir by fd");
+    }
+  } else {
+    if (lower_fds.size() > static_cast<size_t>(kMaxProcFdLayers)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(lower_fds.size(),
+                       " lower layers do not fit overlayfs' one-page option "
+                       "string on this kernel (at most ",
+                       kMaxProcFdLayers, "; Linux 6.13 takes layers by fd without that limit)"));
+    }
+    std::vector<std::string> lowers;
+    for (int fd : lower_fds) lowers.push_back(FdPath(fd));
+    // Each value is its own fsconfig call; the kernel joins them into the one
+    // page of legacy mount data (or parses them one by one, Linux 6.5+).
+    const std::pair<const char*, std::string> options[] = {
+        {"lowerdir", absl::StrJoin(lowers, ":")},
+        {"upperdir", FdPath(upper_fd)},
+        {"workdir", FdPath(work_fd)},
+    };
+    for (const auto& [key, value] : options) {
+      if (fsconfig(fs.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0) != 0) {
+        return FsError(errno, fs.get(), absl::StrCat("overlay ", key, "=", value));
+      }
+    }
   }
   // nosuid, nodev: a workload may run as uid 0 without capabilities; a
   // setuid-root file it writes into the upper layer, or a device node an

@@ -27,13 +27,36 @@ struct FsOption {
   std::string value;  // "" sets a flag option
 };
 
-// overlayfs of `lower_fds` (top-most first) with `upper_fd` and `work_fd`,
-// all given as fds (fsconfig FSCONFIG_SET_FD "lowerdir+", "upperdir",
-// "workdir"), attached at `target_fd`. The kernel then prints the layers'
-// real paths in mountinfo, which is what instance state is derived from.
 // The attributes of every instance's overlay mount (MOUNT_ATTR_*).
 inline constexpr uint64_t kRootfsMountAttrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 
+// How overlayfs is handed the layers, which were all opened beforehand
+// without following symlinks (paths.h); in both ways the kernel resolves
+// nothing a request named again:
+//   kByFd         fsconfig(FSCONFIG_SET_FD) "lowerdir+", "upperdir",
+//                 "workdir" (Linux 6.13); mountinfo then shows real paths.
+//   kProcFdPaths  the classic option string, each layer given as the magic
+//                 link /proc/self/fd/N of its fd, which the kernel follows to
+//                 the open directory once, at mount time (every kernel since
+//                 overlayfs; mountinfo then shows those strings, so instance
+//                 state keeps the real paths elsewhere: layer_record.h).
+//                 The whole string must fit one page: see kMaxProcFdLayers.
+enum class OverlayLayerPassing { kByFd, kProcFdPaths };
+const char* OverlayLayerPassingName(OverlayLayerPassing passing);
+
+// Which way this kernel takes (a probe on an unattached overlay context),
+// unless ForceOverlayLayerPassing chose one.
+OverlayLayerPassing OverlayLayerPassingInUse();
+// For tests and for old-kernel emulation (--overlay_layers).
+void ForceOverlayLayerPassing(OverlayLayerPassing passing);
+
+// The most lower layers kProcFdPaths fits in one page, whatever their fd
+// numbers (up to 7 digits).
+inline constexpr int kMaxProcFdLayers = 160;
+
+// overlayfs of `lower_fds` (top-most first) with `upper_fd` and `work_fd`,
+// handed over as OverlayLayerPassingInUse() says, attached at `target_fd`
+// with kRootfsMountAttrs.
 absl::Status MountOverlayAt(const std::vector<int>& lower_fds, int upper_fd, int work_fd,
                             int target_fd);
 

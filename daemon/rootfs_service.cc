@@ -27,6 +27,7 @@
 #include "common/defaults.h"
 #include "daemon/fs_util.h"
 #include "daemon/instances.h"
+#include "daemon/layer_record.h"
 #include "daemon/mountinfo.h"
 #include "daemon/mounts.h"
 #include "daemon/paths.h"
@@ -159,10 +160,21 @@ void FillInstance(const InstanceLayout& layout, const InstanceView& view, v1::In
   for (const MountInfoEntry& e : view.mounts) FillMount(e, out->add_mounts());
 }
 
-absl::StatusOr<InstanceView> CurrentView(const InstanceLayout& layout) {
+// What the mount table says of an instance, with the layers the daemon
+// recorded where mountinfo shows only /proc/self/fd/N (layer_record.h).
+InstanceView ViewOf(const std::vector<MountInfoEntry>& table, int base_fd,
+                    const InstanceLayout& layout) {
+  InstanceView view = DeriveInstance(table, layout.rootfs);
+  if (view.has_overlay && ShowsProcFdPaths(view.layers)) {
+    ApplyLayerRecord(ReadLayerRecord(base_fd, layout), &view);
+  }
+  return view;
+}
+
+absl::StatusOr<InstanceView> CurrentView(int base_fd, const InstanceLayout& layout) {
   absl::StatusOr<std::vector<MountInfoEntry>> table = ReadSelfMountInfo();
   if (!table.ok()) return table.status();
-  return DeriveInstance(*table, layout.rootfs);
+  return ViewOf(*table, base_fd, layout);
 }
 
 struct ReleaseCounts {
@@ -643,7 +655,7 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
   }
 
   std::lock_guard<std::mutex> lock(rootfs_mu_);
-  absl::StatusOr<InstanceView> view = CurrentView(layout);
+  absl::StatusOr<InstanceView> view = CurrentView(base->first.get(), layout);
   if (!view.ok()) return Finish(kMethod, peer, view.status(), details);
   if (!view->foreign.empty()) {
     return Finish(kMethod, peer,
@@ -666,9 +678,38 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
   bool created = false;
   if (view->status != InstanceStatus::kReady) {
     details.emplace_back("from_state", InstanceStatusName(view->status));
+    // Where mountinfo will not show the layers, they are recorded first: a
+    // daemon stopped right after the mount still knows what it mounted.
+    const bool record_layers =
+        !view->has_overlay && OverlayLayerPassingInUse() == OverlayLayerPassing::kProcFdPaths;
+    LayerRecord record;
+    if (record_layers) {
+      absl::StatusOr<std::string> dir = FdTarget(instance->get());
+      if (!dir.ok()) return Finish(kMethod, peer, dir.status(), details);
+      record.layers.lowerdirs = lowers.paths;
+      record.layers.upperdir = *dir + "/upper";
+      record.layers.workdir = *dir + "/work";
+      if (absl::Status s = WriteLayerRecord(base->first.get(), layout, record); !s.ok()) {
+        return Finish(kMethod, peer, s, details);
+      }
+    }
     absl::StatusOr<int> mounted = CompleteInstance(instance->get(), *view, lowers.raw());
-    absl::StatusOr<InstanceView> after =
-        mounted.ok() ? CurrentView(layout) : absl::StatusOr<InstanceView>(mounted.status());
+    if (mounted.ok() && record_layers) {
+      absl::StatusOr<UniqueFd> rootfs =
+          OpenBeneath(instance->get(), "rootfs", O_PATH | O_DIRECTORY);
+      struct stat st {};
+      if (!rootfs.ok() || fstat(rootfs->get(), &st) != 0) {
+        mounted = rootfs.ok() ? ErrnoStatus(errno, "fstat the rootfs") : rootfs.status();
+      } else {
+        record.devno = st.st_dev;
+        if (absl::Status s = WriteLayerRecord(base->first.get(), layout, record); !s.ok()) {
+          mounted = s;
+        }
+      }
+    }
+    absl::StatusOr<InstanceView> after = mounted.ok()
+                                             ? CurrentView(base->first.get(), layout)
+                                             : absl::StatusOr<InstanceView>(mounted.status());
     if (after.ok() && after->status != InstanceStatus::kReady) {
       after = absl::InternalError(
           absl::StrCat("still missing after prepare: ", absl::StrJoin(after->missing, ", ")));
@@ -803,6 +844,9 @@ grpc::Status MountHelperService::ReleaseRootfs(grpc::ServerContext* context,
                                               ", but deleting it failed: ", removed.message())),
                     details);
     }
+    if (absl::Status s = RemoveLayerRecord(base->first.get(), layout); !s.ok()) {
+      return Finish(kMethod, peer, s, details);
+    }
     response->set_data_deleted(true);
     details.emplace_back("data_deleted", "true");
   }
@@ -902,7 +946,7 @@ grpc::Status MountHelperService::BindMount(grpc::ServerContext* context,
   }
 
   std::lock_guard<std::mutex> lock(rootfs_mu_);
-  absl::StatusOr<InstanceView> view = CurrentView(layout);
+  absl::StatusOr<InstanceView> view = CurrentView(base->first.get(), layout);
   if (!view.ok()) return Finish(kMethod, peer, view.status(), details);
   if (view->status != InstanceStatus::kReady) {
     return Finish(kMethod, peer,
@@ -1043,7 +1087,7 @@ grpc::Status MountHelperService::GetInstance(grpc::ServerContext* context,
                     details, true);
     }
   }
-  absl::StatusOr<InstanceView> view = CurrentView(layout);
+  absl::StatusOr<InstanceView> view = CurrentView(base->first.get(), layout);
   if (!view.ok()) return Finish(kMethod, peer, view.status(), details);
   if (!instance.ok() && view->mounts.empty()) {
     return Finish(kMethod, peer,
@@ -1081,7 +1125,7 @@ grpc::Status MountHelperService::ListInstances(grpc::ServerContext* context,
       absl::StatusOr<PodRelation> relation = PodRelationTo(peer, instance->get());
       if (!relation.ok() || *relation == PodRelation::kNone) continue;
     }
-    FillInstance(layout, DeriveInstance(*table, layout.rootfs), response->add_instances());
+    FillInstance(layout, ViewOf(*table, base->first.get(), layout), response->add_instances());
   }
   return Finish(kMethod, peer, absl::OkStatus(),
                 {{"count", absl::StrCat(response->instances_size())}});
@@ -1113,7 +1157,7 @@ grpc::Status MountHelperService::CheckRootfs(grpc::ServerContext* context,
       return Finish(kMethod, peer, s, details);
     }
     InstanceLayout layout = LayoutFor(base->second, ref.namespace_(), ref.name());
-    InstanceView view = DeriveInstance(*table, layout.rootfs);
+    InstanceView view = ViewOf(*table, base->first.get(), layout);
     response->set_ready(view.status == InstanceStatus::kReady);
     if (view.status == InstanceStatus::kReady) {
       *response->mutable_instance() = ref;
@@ -1156,7 +1200,7 @@ grpc::Status MountHelperService::CheckRootfs(grpc::ServerContext* context,
     if (!rootfs.ok()) continue;
     absl::StatusOr<Identity> id = IdentityOf(rootfs->get());
     if (!id.ok() || !(*id == *seen_id)) continue;
-    InstanceView view = DeriveInstance(*table, layout.rootfs);
+    InstanceView view = ViewOf(*table, base->first.get(), layout);
     response->mutable_instance()->set_namespace_(ns);
     response->mutable_instance()->set_name(name);
     details.emplace_back("instance", absl::StrCat(ns, "/", name));

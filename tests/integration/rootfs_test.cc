@@ -97,15 +97,19 @@ struct Node {
   std::unique_ptr<DaemonProcess> daemon;
   std::unique_ptr<v1::MountHelper::Stub> stub;
 
-  Node() {
+  std::vector<std::string> extra_args;
+
+  explicit Node(std::vector<std::string> extra = {}) : extra_args(std::move(extra)) {
     fs::create_directories(layers);
     fs::create_directories(binds);
     MakeBusyboxLayer(busybox);
     Start();
   }
   std::vector<std::string> Args() const {
-    return {"--instance_base=" + base, "--layer_root=" + layers, "--bind_root=" + binds,
-            "--provider_wait=2s"};
+    std::vector<std::string> args = {"--instance_base=" + base, "--layer_root=" + layers,
+                                     "--bind_root=" + binds, "--provider_wait=2s"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    return args;
   }
   void Start() {
     daemon.reset();
@@ -608,6 +612,82 @@ TEST_CASE("a daemon killed with SIGKILL re-adopts its instances from mountinfo",
   v1::ReleaseRootfsResponse rel;
   REQUIRE_OK(node.Release("ns", "keep", &rel));
   CHECK(rel.unmounted() == before.size());
+  CHECK(MountLines(node.dir.path()).empty());
+}
+
+// Kernels before 6.13 take no layers by fd: the daemon hands them over as
+// /proc/self/fd/N paths, mountinfo shows those strings, and the state comes
+// from the mount at the rootfs plus the daemon's layer record. Emulated here
+// with --overlay_layers=proc_fd_paths; the VM test runs it on a real 6.1.
+TEST_CASE("without layers by fd, prepare, re-adoption and release behave the same",
+          "[rootfs][restart][kernel]") {
+  SC_REQUIRE_ROOT();
+  Node node({"--overlay_layers=proc_fd_paths"});
+  const std::string other_layer = node.layers + "/other";
+  MakeBusyboxLayer(other_layer);
+  v1::Instance inst;
+  REQUIRE_OK(node.Prepare("ns", "old", {node.busybox}, &inst));
+  CHECK(inst.created());
+  CHECK(inst.state() == v1::Instance::READY);
+  // The real paths, not the magic links the kernel was given.
+  REQUIRE(inst.lower_dirs_size() == 1);
+  CHECK(inst.lower_dirs(0) == node.busybox);
+  CHECK(inst.upper_dir() == node.InstanceDir("ns", "old") + "/upper");
+  auto table = ReadSelfMountInfo();
+  REQUIRE(table.ok());
+  std::string options;
+  for (const MountInfoEntry& e : *table) {
+    if (e.target == inst.rootfs()) options = e.fs_options;
+  }
+  INFO(options);
+  CHECK(options.find("/proc/self/fd/") != std::string::npos);  // the emulated path was taken
+  CHECK(ReadFile(inst.rootfs() + "/etc/image-release") == "busybox layer\n");
+  WriteAll(inst.rootfs() + "/kept", "kept\n");
+
+  v1::Instance again;
+  REQUIRE_OK(node.Prepare("ns", "old", {node.busybox}, &again));
+  CHECK_FALSE(again.created());
+  grpc::Status other = node.Prepare("ns", "old", {other_layer}, &again);
+  CHECK(other.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(other.error_message().find("prepared with other layers (" + node.busybox) !=
+        std::string::npos);
+
+  auto before = MountLines(node.base);
+  node.daemon->Kill();
+  node.Start();
+  v1::Instance got;
+  REQUIRE_OK(node.Get("ns", "old", &got));
+  CHECK(got.state() == v1::Instance::READY);
+  REQUIRE(got.lower_dirs_size() == 1);
+  CHECK(got.lower_dirs(0) == node.busybox);
+  REQUIRE_OK(node.Prepare("ns", "old", {node.busybox}, &again));
+  CHECK_FALSE(again.created());
+  CHECK(MountLines(node.base) == before);  // nothing mounted twice
+
+  // A record that is not this mount's (another overlay is there now): the
+  // daemon does not guess, and touches nothing.
+  const std::string record = node.base + "/.state/ns/old";
+  const std::string saved = ReadFile(record);
+  REQUIRE(saved.find("devno ") != std::string::npos);
+  WriteAll(record, saved.substr(0, saved.find("devno ")) + "devno 999:999\n");
+  grpc::Status foreign = node.Prepare("ns", "old", {node.busybox}, &again);
+  CHECK(foreign.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(foreign.error_message().find("belongs to another mount") != std::string::npos);
+  CHECK(MountLines(node.base) == before);
+  WriteAll(record, saved);
+
+  v1::ReleaseRootfsResponse rel;
+  REQUIRE_OK(node.Release("ns", "old", &rel));
+  CHECK(rel.unmounted() == before.size());
+  CHECK(MountLines(node.dir.path()).empty());
+  // Prepared again on other layers, the record follows; the data is kept.
+  v1::Instance moved;
+  REQUIRE_OK(node.Prepare("ns", "old", {other_layer}, &moved));
+  REQUIRE(moved.lower_dirs_size() == 1);
+  CHECK(moved.lower_dirs(0) == other_layer);
+  CHECK(ReadFile(moved.rootfs() + "/kept") == "kept\n");
+  REQUIRE_OK(node.Release("ns", "old", &rel, /*delete_data=*/true));
+  CHECK_FALSE(fs::exists(record));
   CHECK(MountLines(node.dir.path()).empty());
 }
 
