@@ -14,6 +14,8 @@ packages=(
   # tests and scripts: the rootfs, pods, processes
   busybox-static util-linux procps file strace python3
   nodejs
+  # scripts/flake-hunt.sh --hog: a CPU hog beside the suite
+  stress-ng
   # deploy/: the FROM scratch image is built offline in a test
   buildah
   # scripts/e2e-containerd.sh: a private containerd with runc, images made offline
