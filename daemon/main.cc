@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "common/defaults.h"
 #include "daemon/config.h"
+#include "daemon/peer.h"
 #include "daemon/pid_init.h"
 #include "daemon/server.h"
 #include "spdlog/spdlog.h"
@@ -50,6 +51,11 @@ ABSL_FLAG(int, max_connections_per_pod, 256,
           "most open connections per pod (per uid for callers outside pods); more are closed");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(5),
           "a connection that has sent nothing this long after connecting is closed");
+ABSL_FLAG(std::string, peer_pidfd, "auto",
+          "how a caller's process is pinned: auto (SO_PEERPIDFD where the kernel has it, "
+          "Linux 6.5, else pidfd_open of its pid, proven through sock_diag to hold the "
+          "connection), or pidfd_open (that fallback always: for tests and to emulate older "
+          "kernels)");
 ABSL_FLAG(std::string, pod_rootfs, sc::kDefaultPodRootfsPath,
           "where pods see their instance's rootfs, in their own mount namespace");
 ABSL_FLAG(int, max_execs, 1024, "most concurrent Exec sessions in total");
@@ -126,6 +132,12 @@ int main(int argc, char** argv) {
   }
   config.socket.handshake_timeout_ms =
       static_cast<int>(absl::ToInt64Milliseconds(handshake_timeout));
+  const std::string peer_pidfd = absl::GetFlag(FLAGS_peer_pidfd);
+  if (peer_pidfd == "pidfd_open") {
+    sc::ForcePeerPidfdOpen();
+  } else if (peer_pidfd != "auto") {
+    Usage("--peer_pidfd must be auto or pidfd_open, not " + peer_pidfd);
+  }
   config.pod_rootfs_path = absl::GetFlag(FLAGS_pod_rootfs);
   config.max_execs_total = absl::GetFlag(FLAGS_max_execs);
   config.max_execs_per_pod = absl::GetFlag(FLAGS_max_execs_per_pod);

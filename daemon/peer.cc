@@ -1,5 +1,6 @@
 #include "daemon/peer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -7,7 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -15,7 +18,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "daemon/fs_util.h"
+#include "daemon/sock_diag.h"
 #include "daemon/syscalls.h"
+#include "spdlog/spdlog.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77  // Linux 6.5
@@ -23,6 +28,8 @@
 
 namespace sc {
 namespace {
+
+std::atomic<bool> force_pidfd_open{false};
 
 // The namespaces that make a process "in the daemon's own namespaces". cgroup,
 // uts, ipc and time do not grant anything over mounts or processes; these do.
@@ -40,7 +47,142 @@ absl::StatusOr<bool> SameNamespace(int peer_proc_dir, const char* ns) {
   return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
 }
 
+// Without SO_PEERPIDFD, SO_PEERCRED's pid names the process that called
+// connect() only as long as that process has not exited: since then (and the
+// daemon identifies a connection only at its first bytes, seconds later) the
+// pid may be another process's, one that may be root in the daemon's
+// namespaces. The process a pidfd_open() of that pid pinned is taken for the
+// caller only if it holds the connection's other end: an fd of its (listed
+// through `proc_dir`, its /proc/<pid>, opened while the pidfd was alive) is
+// "socket:[<inode of the other end>]". A process that got a recycled pid
+// holds that socket only if it was handed it, by inheritance or SCM_RIGHTS,
+// by whoever held it: the caller's side.
+//
+// The scan runs on the accept thread and costs about 1.2-1.5 us per fd
+// (10 000 fds: 12-15 ms, with or without ASan: the syscalls cost it), so it
+// looks at no more than kMaxFdsLookedAt fds, in fd order: a caller with more
+// (a pod's RLIMIT_NOFILE is often 1048576, and dup() is cheap) must not
+// stall everyone else's connections for seconds.
+constexpr int kMaxFdsLookedAt = 16384;
+
+absl::Status HoldsConnectingSocket(int conn_fd, pid_t pid, int proc_dir) {
+  auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<ino_t> other_end = UnixPeerInode(conn_fd);
+  if (!other_end.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot prove that the process with pid ", pid,
+        " holds the connecting socket, as the daemon must on kernels without SO_PEERPIDFD "
+        "(Linux < 6.5): ",
+        other_end.status().message()));
+  }
+  if (*other_end == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the connecting socket of pid ", pid, " was closed before it was identified"));
+  }
+  UniqueFd fd_dir(openat(proc_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd_dir) {
+    return absl::FailedPreconditionError(
+        ErrnoMessage(errno, absl::StrCat("open /proc/", pid, "/fd")));
+  }
+  const std::string want = absl::StrCat("socket:[", *other_end, "]");
+  alignas(dirent64) char entries[32 * 1024];
+  char target[64];
+  int scanned = 0;
+  while (true) {
+    ssize_t n = getdents64(fd_dir.get(), entries, sizeof(entries));
+    if (n < 0) {
+      return absl::FailedPreconditionError(
+          ErrnoMessage(errno, absl::StrCat("list /proc/", pid, "/fd")));
+    }
+    if (n == 0) break;
+    for (ssize_t at = 0; at < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(entries + at);
+      at += entry->d_reclen;
+      if (entry->d_name[0] == '.') continue;
+      if (++scanned > kMaxFdsLookedAt) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the process with pid ", pid, " holds more than ", kMaxFdsLookedAt,
+            " fds and the connecting socket is not among its first ", kMaxFdsLookedAt,
+            ": on kernels without SO_PEERPIDFD (Linux < 6.5) the daemon looks no further; "
+            "connect with fewer fds open"));
+      }
+      // An fd closed since it was listed fails (ENOENT): not the one.
+      ssize_t len = readlinkat(fd_dir.get(), entry->d_name, target, sizeof(target));
+      if (len == static_cast<ssize_t>(want.size()) && std::memcmp(target, want.data(), len) == 0) {
+        spdlog::debug("pid {} holds the connecting socket (its fd {}): {} fds looked at in {} us",
+                      pid, entry->d_name, scanned,
+                      std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count());
+        return absl::OkStatus();
+      }
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the process with pid ", pid, " does not hold the connecting socket (its pid was reused?); ",
+      scanned, " fds looked at"));
+}
+
+// Which way this kernel pins callers, when not forced.
+struct PinningProbe {
+  PeerPinning pinning;
+  std::string why_none;
+};
+
+PinningProbe ProbeFallback() {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+    return {PeerPinning::kNone, ErrnoMessage(errno, "socketpair for the sock_diag probe")};
+  }
+  UniqueFd a(pair[0]), b(pair[1]);
+  struct stat other {};
+  if (fstat(b.get(), &other) != 0) {
+    return {PeerPinning::kNone, ErrnoMessage(errno, "fstat for the sock_diag probe")};
+  }
+  absl::StatusOr<ino_t> seen = UnixPeerInode(a.get());
+  if (!seen.ok()) return {PeerPinning::kNone, std::string(seen.status().message())};
+  if (*seen != other.st_ino) {
+    return {PeerPinning::kNone,
+            absl::StrCat("sock_diag named socket ", *seen,
+                         " as the other end of a socketpair, not ", other.st_ino)};
+  }
+  return {PeerPinning::kPidfdOpenProof, ""};
+}
+
+bool KernelHasSoPeerPidfd() {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return false;
+  UniqueFd a(pair[0]), b(pair[1]);
+  int pidfd = -1;
+  socklen_t len = sizeof(pidfd);
+  if (getsockopt(a.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0) return false;
+  UniqueFd owned(pidfd);
+  return true;
+}
+
 }  // namespace
+
+void ForcePeerPidfdOpen() { force_pidfd_open.store(true); }
+
+PeerPinning PeerPinningInUse(std::string* why_none) {
+  static const bool has_peer_pidfd = KernelHasSoPeerPidfd();
+  if (has_peer_pidfd && !force_pidfd_open.load()) return PeerPinning::kSoPeerPidfd;
+  static const PinningProbe fallback = ProbeFallback();
+  if (why_none != nullptr) *why_none = fallback.why_none;
+  return fallback.pinning;
+}
+
+const char* PeerPinningName(PeerPinning pinning) {
+  switch (pinning) {
+    case PeerPinning::kSoPeerPidfd:
+      return "SO_PEERPIDFD";
+    case PeerPinning::kPidfdOpenProof:
+      return "pidfd_open + sock_diag proof";
+    case PeerPinning::kNone:
+      break;
+  }
+  return "none";
+}
 
 const char* PeerKindName(PeerKind kind) {
   switch (kind) {
@@ -72,13 +214,20 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
 
   // The socket's own pidfd names the process that connected, even if it has
   // exited and its pid was reused since. Kernels without SO_PEERPIDFD (before
-  // 6.5, ENOPROTOOPT): open one from the pid, which leaves the window between
-  // connect() and here. Kernels 6.5 to 6.15 answer EINVAL for a peer that has
+  // 6.5, ENOPROTOOPT; or forced, --peer_pidfd=pidfd_open): open one from the
+  // pid, then prove that the process it pins holds the connection
+  // (HoldsConnectingSocket). Kernels 6.5 to 6.15 answer EINVAL for a peer that has
   // exited and been reaped: its pid may already be someone else's, so it must
   // not be opened by number.
   int pidfd = -1;
   len = sizeof(pidfd);
-  if (getsockopt(conn_fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
+  int got = -1;
+  if (force_pidfd_open.load()) {
+    errno = ENOPROTOOPT;  // as a kernel before 6.5 answers
+  } else {
+    got = getsockopt(conn_fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len);
+  }
+  if (got == 0) {
     peer->pidfd_.reset(pidfd);
     peer->pinned_by_socket_ = true;
   } else if (errno == EINVAL) {
@@ -88,7 +237,9 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
   } else if (errno == ENOPROTOOPT) {
     peer->pidfd_.reset(PidfdOpen(cred.pid, 0));
     if (!peer->pidfd_) {
-      peer->unknown_reason_ = ErrnoMessage(errno, "pidfd_open(peer)");
+      peer->unknown_reason_ = errno == ESRCH ? absl::StrCat("the calling process (pid ", cred.pid,
+                                                            ") has exited (pidfd_open)")
+                                             : ErrnoMessage(errno, "pidfd_open(peer)");
       return std::shared_ptr<const Peer>(std::move(peer));
     }
   } else {
@@ -107,6 +258,16 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
   if (absl::Status alive = peer->CheckAlive(); !alive.ok()) {
     peer->unknown_reason_ = std::string(alive.message());
     return std::shared_ptr<const Peer>(std::move(peer));
+  }
+  if (!peer->pinned_by_socket_) {
+    // Opened from the pid: the process pinned is the caller only if it holds
+    // the connection (checked while alive, so through its own /proc).
+    absl::Status held = HoldsConnectingSocket(conn_fd, cred.pid, peer->proc_dir_.get());
+    if (held.ok()) held = peer->CheckAlive();
+    if (!held.ok()) {
+      peer->unknown_reason_ = std::string(held.message());
+      return std::shared_ptr<const Peer>(std::move(peer));
+    }
   }
   if (absl::Status classified = peer->Classify(); !classified.ok()) {
     peer->kind_ = PeerKind::kUnknown;

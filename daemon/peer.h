@@ -20,12 +20,30 @@ namespace sc {
 enum class PeerKind { kUnknown, kOperator, kPod };
 const char* PeerKindName(PeerKind kind);
 
+// How Peer::FromSocket pins the connecting process:
+//   kSoPeerPidfd    the socket's own pidfd (SO_PEERPIDFD, Linux 6.5).
+//   kPidfdOpenProof pidfd_open() of SO_PEERCRED's pid, then proof that the
+//                   process it pinned holds the connection's other end (its
+//                   inode from sock_diag, found among /proc/<pid>/fd): a pid
+//                   reused since connect() is not taken for the caller.
+//   kNone           neither works (no SO_PEERPIDFD and no unix_diag): every
+//                   caller is unknown.
+enum class PeerPinning { kSoPeerPidfd, kPidfdOpenProof, kNone };
+// For tests and for old-kernel emulation (--peer_pidfd=pidfd_open): use
+// kPidfdOpenProof even where the kernel has SO_PEERPIDFD.
+void ForcePeerPidfdOpen();
+// What this kernel (and ForcePeerPidfdOpen) makes FromSocket use, with the
+// reason when it is kNone; probed once. For the start-up log.
+PeerPinning PeerPinningInUse(std::string* why_none = nullptr);
+const char* PeerPinningName(PeerPinning pinning);
+
 // The process at the other end of a connection, as the kernel reported it at
 // accept time, pinned so that a recycled pid can never stand in for it.
 class Peer {
  public:
-  // Reads SO_PEERCRED (and SO_PEERPIDFD where the kernel has it) from a
-  // connected Unix socket and derives the identity. A peer whose identity
+  // Reads SO_PEERCRED (and SO_PEERPIDFD where the kernel has it; else see
+  // PeerPinning::kPidfdOpenProof) from a connected Unix socket and derives
+  // the identity. A peer whose identity
   // cannot be derived is still returned, as kUnknown with a reason, so that
   // its calls are refused with that reason rather than a reset connection.
   static absl::StatusOr<std::shared_ptr<const Peer>> FromSocket(int conn_fd);
