@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "common/defaults.h"
 #include "daemon/config.h"
+#include "daemon/mounts.h"
 #include "daemon/peer.h"
 #include "daemon/pid_init.h"
 #include "daemon/server.h"
@@ -51,6 +52,10 @@ ABSL_FLAG(int, max_connections_per_pod, 256,
           "most open connections per pod (per uid for callers outside pods); more are closed");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(5),
           "a connection that has sent nothing this long after connecting is closed");
+ABSL_FLAG(std::string, overlay_layers, "auto",
+          "how overlayfs gets an instance's layers: auto (by fd where the kernel can, Linux "
+          "6.13, else as /proc/self/fd/N paths), fd, or proc_fd_paths (for tests and to "
+          "emulate older kernels)");
 ABSL_FLAG(std::string, peer_pidfd, "auto",
           "how a caller's process is pinned: auto (SO_PEERPIDFD where the kernel has it, "
           "Linux 6.5, else pidfd_open of its pid, proven through sock_diag to hold the "
@@ -132,6 +137,14 @@ int main(int argc, char** argv) {
   }
   config.socket.handshake_timeout_ms =
       static_cast<int>(absl::ToInt64Milliseconds(handshake_timeout));
+  const std::string overlay_layers = absl::GetFlag(FLAGS_overlay_layers);
+  if (overlay_layers == "fd") {
+    sc::ForceOverlayLayerPassing(sc::OverlayLayerPassing::kByFd);
+  } else if (overlay_layers == "proc_fd_paths") {
+    sc::ForceOverlayLayerPassing(sc::OverlayLayerPassing::kProcFdPaths);
+  } else if (overlay_layers != "auto") {
+    Usage("--overlay_layers must be auto, fd or proc_fd_paths, not " + overlay_layers);
+  }
   const std::string peer_pidfd = absl::GetFlag(FLAGS_peer_pidfd);
   if (peer_pidfd == "pidfd_open") {
     sc::ForcePeerPidfdOpen();

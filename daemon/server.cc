@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 
 #include <cerrno>
 #include <chrono>
@@ -20,7 +21,9 @@
 #include "daemon/health.h"
 #include "daemon/listener.h"
 #include "daemon/log_throttle.h"
+#include "daemon/mounts.h"
 #include "daemon/peer.h"
+#include "daemon/seccomp_filter.h"
 #include "daemon/service.h"
 #include "spdlog/spdlog.h"
 
@@ -73,6 +76,21 @@ void JoinHostCgroupNamespace() {
     return;
   }
   spdlog::info("joined the host's cgroup namespace to read callers' cgroups");
+}
+
+// One line naming the way each kernel-dependent step goes on this node, so
+// that an operator reading the log of an older kernel knows what it runs.
+void LogKernelPaths() {
+  utsname uts{};
+  uname(&uts);
+  std::string why_no_peer_identity;
+  PeerPinning pinning = PeerPinningInUse(&why_no_peer_identity);
+  spdlog::info("kernel {}: overlay {}, peer identity {}", uts.release,
+               OverlayLayerPassingName(OverlayLayerPassingInUse()), PeerPinningName(pinning));
+  if (pinning == PeerPinning::kNone) {
+    spdlog::warn("every caller will be refused as unknown: no SO_PEERPIDFD (Linux 6.5) and {}",
+                 why_no_peer_identity);
+  }
 }
 
 }  // namespace
@@ -159,6 +177,12 @@ int RunDaemon(const DaemonConfig& config) {
       },
       [&peers] { peers.Sweep(); });
 
+  LogKernelPaths();
+  // Built once, here rather than on the first exec (13-23 ms).
+  if (absl::StatusOr<const SeccompProgram*> filter = DefaultSeccompProgram(); !filter.ok()) {
+    spdlog::critical("cannot build the workloads' seccomp filter: {}", filter.status().ToString());
+    return 1;
+  }
   health.SetServing(true);
   spdlog::info("sc-mount-helper serving on {} (pid {})", config.socket.path, getpid());
   if (config.ready_fd >= 0) {
