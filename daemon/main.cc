@@ -12,6 +12,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "common/defaults.h"
 #include "daemon/config.h"
@@ -105,6 +107,14 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "The StoppableContainer mount-helper: serves overlayfs mounts, bind mounts "
       "and chroot exec over gRPC on a Unix socket.\nUsage: sc-mount-helper [flags]");
+  // --help lists this file's flags (Abseil's default looks for a file named
+  // after the binary, which matches none here); --helpfull adds Abseil's own.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "daemon/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   sc::DaemonConfig config;

@@ -45,6 +45,19 @@ function report(ok, line) {
   console.log(`${ok ? "PASS" : "FAIL"} ${line}`);
 }
 report(daemonFlags.size > 10, `sc-mount-helper --helpfull lists ${daemonFlags.size} flags`);
+// --help (what an operator types first) lists every flag of the daemon's own,
+// each with its default, and none of Abseil's.
+const help = run(bins["sc-mount-helper"], ["--help"]);
+const helpText = `${help.stdout}${help.stderr}`;
+const helpFlags = new Set([...helpText.matchAll(/^\s+--([a-z_0-9]+) \(/gm)].map((m) => m[1]));
+const ownFlags = [...helpfull.stdout.concat(helpfull.stderr).split(/\n\n\s*Flags from /)]
+  .filter((block) => /^\S*daemon\/main\.cc:/.test(block))
+  .flatMap((block) => [...block.matchAll(/^\s+--([a-z_0-9]+) \(/gm)].map((m) => m[1]));
+report(ownFlags.length > 10, `sc-mount-helper --helpfull has ${ownFlags.length} flags of daemon/main.cc`);
+for (const flag of ownFlags) report(helpFlags.has(flag), `sc-mount-helper --help lists --${flag}`);
+report(helpFlags.size === ownFlags.length, `sc-mount-helper --help lists only the daemon's ${ownFlags.length} flags (got ${helpFlags.size})`);
+const defaults = [...helpText.matchAll(/;\s+default: /g)].length;
+report(defaults === ownFlags.length, `sc-mount-helper --help gives a default for each flag (${defaults} of ${ownFlags.length})`);
 report(execFlags.size >= 3, `sc-exec --help lists ${[...execFlags.keys()].join(" ")}`);
 
 // sc-exec options of one argv: up to "--" or the first non-option.
