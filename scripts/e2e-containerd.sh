@@ -314,8 +314,13 @@ secret=persisted-$RANDOM$RANDOM
 kexec sh -c "echo $secret > /data.txt" >/dev/null
 old_provider=$P_PROVIDER
 stop_container "$C_CID" SIGTERM
+# The shim copies a container's output to its log file on its own time, and
+# removing the task tears the shim down: the provider's last line ("released")
+# is waited for before its task is removed, or it may never reach the file.
+"${CTR[@]}" task kill -s SIGTERM "$P_PROVIDER" >/dev/null 2>&1
+check "provider releases the rootfs on SIGTERM (unmounted, data kept)" \
+  wait_until 20 provider_released "$old_provider" demo/a
 stop_container "$P_PROVIDER" SIGTERM
-check "provider releases the rootfs on SIGTERM (unmounted, data kept)" provider_released "$old_provider" demo/a
 stop_container "$P_ROOTFS" SIGKILL
 check "nothing of the instance is mounted once the provider pod is gone" test "$(instance_mounts demo/a)" = 0
 provider_pod demo a
