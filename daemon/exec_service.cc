@@ -462,6 +462,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   spec.argv.assign(start.argv().begin(), start.argv().end());
   spec.env.assign(start.env().begin(), start.env().end());
   spec.working_dir = start.working_dir().empty() ? "/" : start.working_dir();
+  spec.working_dir_fallback = start.working_dir_inherited();
   spec.uid = uid;
   spec.gid = gid;
   spec.groups = groups;

@@ -399,7 +399,11 @@ struct WorkloadStart {
   // daemon's capabilities that was any process's root, the node's included.
   // Now only what the workload itself may open, and even that must lead to
   // a directory inside the root.
-  if (chdir(s.working_dir.c_str()) != 0) Fail(p, kStepWorkdir);
+  if (chdir(s.working_dir.c_str()) != 0) {
+    if (!s.working_dir_fallback || (errno != ENOENT && errno != ENOTDIR) || chdir("/") != 0) {
+      Fail(p, kStepWorkdir);
+    }
+  }
   if (!CwdInsideRoot()) {
     errno = EXDEV;
     Fail(p, kStepWorkdirOutside);

@@ -25,6 +25,9 @@ struct LaunchSpec {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH unless it has a '/'
   std::vector<std::string> env;
   std::string working_dir = "/";  // inside the rootfs
+  // When working_dir does not exist in the rootfs, start in "/" (an inherited
+  // directory, not one the caller asked for).
+  bool working_dir_fallback = false;
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;

@@ -63,8 +63,9 @@ Modes:
                   instance is READY.
 
 Options:
-  --workdir DIR   working directory inside the rootfs (default: the current
-                  directory; it must exist in the rootfs)
+  --workdir DIR   working directory inside the rootfs; it must exist there
+                  (default: the current directory, or / when the rootfs
+                  lacks it)
   --tty, --no-tty force a terminal on or off (default: on when stdin is one)
   --wait SECONDS  --entrypoint: how long to wait for readiness (default 300)
   --rootfs PATH   where this pod sees the rootfs (default: the daemon's,

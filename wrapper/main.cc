@@ -240,6 +240,9 @@ int main(int argc, char** argv) {
   if (session.workdir.empty()) {
     char cwd[4096];
     session.workdir = getcwd(cwd, sizeof(cwd)) != nullptr && cwd[0] == '/' ? cwd : "/";
+    // The container's WORKDIR may not exist in the instance's rootfs: the
+    // daemon then starts the process in "/", as upstream's sc-exec did.
+    session.workdir_inherited = true;
   }
   session.rootfs_path = options.rootfs_path;
   session.instance_ns = options.instance_ns;

@@ -182,6 +182,7 @@ int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
   for (const std::string& a : options.argv) start->add_argv(a);
   for (const std::string& e : options.env) start->add_env(e);
   start->set_working_dir(options.workdir);
+  start->set_working_dir_inherited(options.workdir_inherited);
   start->set_rootfs_path(options.rootfs_path);
   if (!options.instance_name.empty()) {
     start->mutable_instance()->set_namespace_(options.instance_ns);

@@ -12,6 +12,7 @@ struct SessionOptions {
   std::vector<std::string> argv;
   std::vector<std::string> env;
   std::string workdir;
+  bool workdir_inherited = false;  // the caller's cwd, not --workdir
   std::string rootfs_path;
   std::string instance_ns, instance_name;  // operators
   bool tty = false;

@@ -359,6 +359,23 @@ TEST_CASE("exec: exit status, stdin EOF, not found, not executable, workdir", "[
     CHECK(missing.err.find("/no/such/dir") != std::string::npos);
     CHECK(missing.out.empty());
   }
+  SECTION("an inherited working directory the rootfs lacks falls back to /") {
+    // sc-exec without --workdir sends its own cwd (a consumer image's
+    // WORKDIR): used where the rootfs has it, "/" where it does not.
+    auto in_cwd = [&](const std::string& cwd) {
+      std::string cmd = "cd '" + cwd + "' && exec";
+      for (const std::string& a : node.ScExec({"pwd"})) cmd += " '" + a + "'";
+      return node.pod->Exec({"/bin/sh", "-c", cmd});
+    };
+    ProcessResult kept = in_cwd("/tmp");
+    INFO(kept.Describe() << " err=" << kept.err);
+    CHECK(kept.exit_code == 0);
+    CHECK(kept.out == "/tmp\n");
+    ProcessResult fallback = in_cwd(node.dir.path());  // the pod has it, the rootfs not
+    INFO(fallback.Describe() << " err=" << fallback.err);
+    CHECK(fallback.exit_code == 0);
+    CHECK(fallback.out == "/\n");
+  }
   SECTION("environment passed, SC_SOCKET not") {
     RunOptions options;
     options.env =
