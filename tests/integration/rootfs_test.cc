@@ -21,6 +21,7 @@
 
 #include "common/unique_fd.h"
 #include "daemon/instances.h"
+#include "daemon/layer_record.h"
 #include "daemon/mountinfo.h"
 #include "daemon/mounts.h"
 #include "daemon/paths.h"
@@ -704,6 +705,16 @@ TEST_CASE("a half-done prepare is completed by Prepare and rolled back by Releas
     UniqueFd upper(open((dir + "/upper").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     UniqueFd work(open((dir + "/work").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     UniqueFd target(open((dir + "/rootfs").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (OverlayLayerPassingInUse() == OverlayLayerPassing::kProcFdPaths) {
+      // As the daemon does before it mounts (layer_record.h): a kernel
+      // without layers by fd shows /proc/self/fd/N in mountinfo.
+      UniqueFd base(open(node.base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      LayerRecord record;
+      record.layers.lowerdirs = {node.busybox};
+      record.layers.upperdir = dir + "/upper";
+      record.layers.workdir = dir + "/work";
+      REQUIRE(WriteLayerRecord(base.get(), LayoutFor(node.base, "ns", name), record).ok());
+    }
     REQUIRE(MountOverlayAt({lower.get()}, upper.get(), work.get(), target.get()).ok());
     fs::create_directories(dir + "/rootfs/proc");
     UniqueFd proc(open((dir + "/rootfs/proc").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
