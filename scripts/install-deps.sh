@@ -22,6 +22,8 @@ packages=(
   containerd runc umoci
   # scripts/bench.sh
   hyperfine
+  # scripts/vm-test.sh: Debian's kernel in QEMU, its initramfs; kmod: modinfo, depmod, modprobe
+  qemu-system-x86 cpio kmod
 )
 if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi
 if ! command -v kubectl >/dev/null 2>&1; then packages+=(kubernetes-client); fi
