@@ -139,10 +139,12 @@ class PodPeer {
         }
         if (!SendFd(theirs.get(), conn)) _exit(15);
         char byte;
-        close(conn);
+        // Kept open: on kernels without SO_PEERPIDFD the daemon proves a
+        // caller by the socket it holds when its first bytes arrive.
         // Until the test closes its end.
         while (read(theirs.get(), &byte, 1) > 0) {
         }
+        close(conn);
         _exit(0);
       }
       int status = 0;
