@@ -466,52 +466,6 @@ TEST_CASE("fault: a full upper layer gives the process ENOSPC, the daemon stays 
 
 namespace {
 
-struct CloneArgs3 {
-  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-      set_tid_size, cgroup;
-};
-
-// A root process in the node's namespaces (an operator, to the daemon)
-// started with the pid `pid` (clone3 set_tid): what a recycled pid of an
-// exited caller could be. Killed and reaped on destruction.
-class ProcessWithPid {
- public:
-  // Returns once the process has exec'd: until then it is a copy of the test
-  // and holds every fd the test holds, the dead caller's socket among them,
-  // which on kernels without SO_PEERPIDFD is what proves a caller.
-  explicit ProcessWithPid(pid_t pid) {
-    pid_t want = pid;
-    int execd[2];
-    if (pipe2(execd, O_CLOEXEC) != 0) FAIL("pipe2: " << strerror(errno));
-    UniqueFd read_end(execd[0]), write_end(execd[1]);
-    CloneArgs3 args{};
-    args.exit_signal = SIGCHLD;
-    args.set_tid = reinterpret_cast<uint64_t>(&want);
-    args.set_tid_size = 1;
-    long r = syscall(SYS_clone3, &args, sizeof(args));
-    if (r == 0) {
-      execl("/bin/sleep", "sleep", "1000", nullptr);
-      _exit(127);
-    }
-    if (r < 0) FAIL("clone3 with set_tid " << pid << ": " << strerror(errno));
-    pid_ = static_cast<pid_t>(r);
-    write_end.reset();
-    char byte;
-    while (read(read_end.get(), &byte, 1) < 0 && errno == EINTR) {
-    }
-  }
-  ~ProcessWithPid() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
-
 // A caller that connects to the daemon and hands its connection to the test,
 // then exits when told to. In a pod (its cgroup, mount, net, uts and ipc
 // namespaces) or, without one, as an operator.

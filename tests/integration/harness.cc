@@ -829,6 +829,46 @@ int PodExecMain(int argc, char** argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 125;
 }
 
+namespace {
+
+struct CloneArgs3 {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+      set_tid_size, cgroup;
+};
+
+}  // namespace
+
+ProcessWithPid::ProcessWithPid(pid_t pid) {
+  int exec_barrier[2];
+  REQUIRE(pipe2(exec_barrier, O_CLOEXEC) == 0);
+  UniqueFd barrier_r(exec_barrier[0]), barrier_w(exec_barrier[1]);
+  pid_t want = pid;
+  CloneArgs3 args{};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(&want);
+  args.set_tid_size = 1;
+  long r = syscall(SYS_clone3, &args, sizeof(args));
+  if (r == 0) {
+    execl("/bin/sleep", "sleep", "1000", nullptr);
+    _exit(127);
+  }
+  if (r < 0) FAIL("clone3 with set_tid " << pid << ": " << strerror(errno));
+  pid_ = static_cast<pid_t>(r);
+  barrier_w.reset();
+  char c;
+  ssize_t n;
+  while ((n = read(barrier_r.get(), &c, 1)) < 0 && errno == EINTR) {
+  }
+  REQUIRE(n == 0);  // EOF: the write end closed with execve
+}
+
+ProcessWithPid::~ProcessWithPid() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
 int ProcessEntries(const std::string& proc) {
   int n = 0;
   std::error_code ec;

@@ -218,6 +218,26 @@ std::string ReadFile(const std::string& path);
 // How many /proc/<pid> directories the proc mounted at `proc` lists.
 int ProcessEntries(const std::string& proc);
 
+// A root process in the test's (= the daemon's) namespaces, an operator to
+// the daemon, started with exactly the pid `pid` (clone3 set_tid: unlike
+// writing ns_last_pid and forking, no other process can take the pid in
+// between), to play whoever gets a dead caller's pid. The constructor returns
+// once it has execve()d sleep: until then it is a copy of the test, holding
+// every fd the test holds (a dead caller's socket among them, which on
+// kernels without SO_PEERPIDFD is what proves a caller). Destruction
+// SIGKILLs and reaps it.
+class ProcessWithPid {
+ public:
+  explicit ProcessWithPid(pid_t pid);
+  ~ProcessWithPid();
+  ProcessWithPid(const ProcessWithPid&) = delete;
+  ProcessWithPid& operator=(const ProcessWithPid&) = delete;
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 // Sends `fd` over the Unix socket `socket` with one byte of data. Makes
 // syscalls only, so a forked child of a threaded test may call it.
 bool SendFd(int socket, int fd);

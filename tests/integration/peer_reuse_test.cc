@@ -52,53 +52,6 @@ std::string Field(const std::string& line, const std::string& key) {
   return line.substr(start, end - start);
 }
 
-struct CloneArgs3 {
-  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-      set_tid_size, cgroup;
-};
-
-// A root process in the test's (= the daemon's) namespaces, an operator to
-// the daemon, started with exactly the pid `pid` (clone3 set_tid: unlike
-// writing ns_last_pid and forking, no other process can take the pid in
-// between). It does not hold the test's connection: the constructor returns
-// once it has execve()d sleep, which closes every close-on-exec fd.
-class ProcessWithPid {
- public:
-  explicit ProcessWithPid(pid_t pid) {
-    int exec_barrier[2];
-    REQUIRE(pipe2(exec_barrier, O_CLOEXEC) == 0);
-    UniqueFd barrier_r(exec_barrier[0]), barrier_w(exec_barrier[1]);
-    pid_t want = pid;
-    CloneArgs3 args{};
-    args.exit_signal = SIGCHLD;
-    args.set_tid = reinterpret_cast<uint64_t>(&want);
-    args.set_tid_size = 1;
-    long r = syscall(SYS_clone3, &args, sizeof(args));
-    if (r == 0) {
-      execl("/bin/sleep", "sleep", "1000", nullptr);
-      _exit(127);
-    }
-    if (r < 0) FAIL("clone3 with set_tid " << pid << ": " << strerror(errno));
-    pid_ = static_cast<pid_t>(r);
-    barrier_w.reset();
-    char c;
-    ssize_t n;
-    while ((n = read(barrier_r.get(), &c, 1)) < 0 && errno == EINTR) {
-    }
-    REQUIRE(n == 0);  // EOF: the write end closed with execve
-  }
-  ~ProcessWithPid() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
-
 // A child that connects to the daemon (in `pod`'s cgroup and namespaces, or
 // in the test's own as an operator), hands the connected socket to the test
 // and exits at once; reaped here, so its pid is free. Nothing has been sent
