@@ -127,10 +127,10 @@ int RunDaemon(const DaemonConfig& config) {
   builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
-  // No GRPC_ARG_MAX_CONNECTION_IDLE_MS: with it (gRPC 1.51, connections
-  // added from fds), a provider's sc-exec died without a word right after
-  // its ReleaseRootfs was answered, in 2 of 3 end-to-end runs. Idle
-  // connections are bounded per pod instead (--max_connections_per_pod).
+  // No GRPC_ARG_MAX_CONNECTION_IDLE_MS: idle connections are bounded per
+  // pod (--max_connections_per_pod) and silent ones by the handshake
+  // timeout; a GOAWAY after idling would only make long-lived clients
+  // (an entrypoint's sc-exec, a provider) reconnect.
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
     spdlog::critical("cannot start the gRPC server");
