@@ -23,7 +23,7 @@ GROUPS = [
      "during the integration suite; deploy/seccomp/observed-syscalls.txt.", None),
     ("runtime", "glibc, gRPC, abseil and spdlog calls on paths the suite did not hit "
      "(signals, errors, timers, log rotation).", """
-     rt_sigreturn sigaltstack restart_syscall nanosleep clock_gettime clock_getres
+     rt_sigreturn rt_sigsuspend sigaltstack restart_syscall nanosleep clock_gettime clock_getres
      gettimeofday getppid getuid geteuid getgid getegid getresuid getresgid getpgid
      getsid sched_getaffinity sysinfo readlink readlinkat fstat statx fstatfs statfs
      dup dup2 dup3 pipe2 epoll_pwait epoll_pwait2 ppoll writev readv sendto recvfrom

@@ -19,6 +19,7 @@ LINE = re.compile(r"^(?:\d+\.\d+ )?([a-z_0-9]+)\((.*)")
 RESUMED = re.compile(r"^(?:\d+\.\d+ )?<\.\.\. ([a-z_0-9]+) resumed>(.*)")
 CLONE_RESULT = re.compile(r"=\s+(\d+)\s*$")
 CLONES = {"clone", "clone3", "fork", "vfork"}
+EXITS = {"exit", "exit_group"}
 
 
 def main():
@@ -64,6 +65,12 @@ def main():
                 counts[name] += 1
                 break  # the workload's own filter takes over
             counts[name] += 1
+            if name in EXITS:
+                # The process (or thread) ended. With pid_max 32768 its pid
+                # comes round again during a suite, and strace -ff appends
+                # the next owner's trace to the same file: a test's pod init
+                # (pivot_root, sethostname) was counted as the daemon's.
+                break
             if name in CLONES:
                 m = CLONE_RESULT.search(line)
                 if m:
