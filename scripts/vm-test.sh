@@ -245,6 +245,16 @@ for mode in "${modes[@]}"; do
     "$r_passed" "$r_failed" "$r_mayfail" "$r_boot" "$r_total" "$r_cpu" "$r_exit" "$r_note")")
 done
 
+# CI keeps only the tail of what a run prints, which is the last boot's
+# console: what failed in any boot is repeated here, Catch2's blocks of it.
+for mode in "${modes[@]}"; do
+  log=$logs/$VM_KVER-$mode.log
+  grep -aq 'FAILED:' "$log" 2>/dev/null || continue
+  echo
+  echo "vm-test: what failed with cgroup $mode (from $log):"
+  tr -d '\r' <"$log" | grep -a -B 14 -A 12 'FAILED:' | head -n 120
+done
+
 echo
 echo "vm-test: $tags ${extra[*]}"
 # mayfail: [!mayfail] cases (open defects) that failed, as expected.
