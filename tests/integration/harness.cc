@@ -23,6 +23,8 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "common/unique_fd.h"
 
 extern char** environ;
@@ -421,6 +423,14 @@ DaemonProcess::DaemonProcess(const std::string& socket_path, std::vector<std::st
   std::vector<std::string> argv = {DaemonBinary(), "--socket=" + socket_path,
                                    "--audit_log=" + audit_log_, "--ready_fd=3",
                                    "--log_level=debug"};
+  // SC_TEST_DAEMON_ARGS forces the paths an older kernel takes (for example
+  // "--peer_pidfd=pidfd_open --overlay_layers=proc_fd_paths") on this one, so
+  // a failure seen only in the VM can be looped natively in seconds a case.
+  if (const char* forced = std::getenv("SC_TEST_DAEMON_ARGS")) {
+    for (absl::string_view arg : absl::StrSplit(forced, ' ', absl::SkipEmpty())) {
+      argv.emplace_back(arg);
+    }
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
