@@ -291,7 +291,7 @@ Footprint Measure(InstanceNode& node, const std::vector<SimulatedPod*>& pods) {
   f.children = node.daemon().ChildCount();
   f.host_mounts = MountsUnder(node.dir.path()).size();
   for (SimulatedPod* pod : pods) {
-    f.pod_mounts.push_back(MountCount(pod->init_pid()));
+    f.pod_mounts.push_back(MountCount(pod->init_pid(), node.dir.path()));
     f.pod_processes.push_back(PodProcesses(*pod));
   }
   return f;

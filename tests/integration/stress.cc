@@ -282,9 +282,23 @@ std::vector<std::pair<std::string, int>> StackedMounts(const std::string& dir) {
   return {count.begin(), count.end()};
 }
 
-size_t MountCount(pid_t pid) {
-  std::string table = ReadFile("/proc/" + std::to_string(pid) + "/mountinfo");
-  return static_cast<size_t>(std::count(table.begin(), table.end(), '\n'));
+size_t MountCount(pid_t pid, const std::string& own_dir) {
+  auto below = [](const std::string& path, const std::string& dir) {
+    return path.compare(0, dir.size(), dir) == 0 &&
+           (path.size() == dir.size() || path[dir.size()] == '/');
+  };
+  std::istringstream table(ReadFile("/proc/" + std::to_string(pid) + "/mountinfo"));
+  size_t count = 0;
+  std::string line;
+  while (std::getline(table, line)) {
+    // "id parent major:minor root mount-point ...": spaces in a path are \040.
+    std::istringstream fields(line);
+    std::string id, parent, device, root, mount_point;
+    if (!(fields >> id >> parent >> device >> root >> mount_point)) continue;
+    if (below(mount_point, "/tmp") && !below(mount_point, own_dir)) continue;
+    ++count;
+  }
+  return count;
 }
 
 long RssKiB(pid_t pid) {

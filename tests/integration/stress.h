@@ -121,8 +121,12 @@ std::string DescribeProcesses(const std::set<pid_t>& pids);
 std::vector<pid_t> ProcessesWith(const std::string& marker);
 // Mount points at or below `dir` with how often each is mounted there.
 std::vector<std::pair<std::string, int>> StackedMounts(const std::string& dir);
-// Number of lines of /proc/<pid>/mountinfo (the mount table of its namespace).
-size_t MountCount(pid_t pid);
+// Mounts in the namespace of `pid` (lines of its mountinfo), leaving out
+// those below /tmp that are not below `own_dir`: a simulated pod binds the
+// host's /tmp, so every other test's mounts there propagate into it, and
+// they are not the daemon's doing. What the daemon could leave (the rootfs,
+// the node's directory, /dev, /proc) is still counted.
+size_t MountCount(pid_t pid, const std::string& own_dir);
 // The daemon's VmRSS in KiB.
 long RssKiB(pid_t pid);
 // Zombies among the processes.
