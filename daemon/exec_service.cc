@@ -48,6 +48,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/defaults.h"
+#include "daemon/caller_fds.h"
 #include "daemon/cgroup_join.h"
 #include "daemon/exec_session.h"
 #include "daemon/exec_stream.h"
@@ -539,7 +540,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     bool has_term = false;
     for (const std::string& e : spec.env) has_term = has_term || e.rfind("TERM=", 0) == 0;
     if (!has_term) spec.env.push_back("TERM=xterm");
-  } else {
+  } else if (!start.has_by_reference()) {
     for (Pipe* p : {&in, &out, &err}) {
       absl::StatusOr<Pipe> made = MakePipe();
       if (!made.ok()) return Finish(kMethod, peer, made.status(), details);
@@ -556,6 +557,59 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     spec.stdin_fd = in.read.get();
     spec.stdout_fd = out.write.get();
     spec.stderr_fd = err.write.get();
+  }
+
+  if (start.has_by_reference()) {
+    // Stdio by reference: the caller's own files, a keeper in its pod as the
+    // workload's parent (keeper.h), and this call ends once it runs.
+    if (peer.kind() != PeerKind::kPod) {
+      return Finish(kMethod, peer,
+                    absl::InvalidArgumentError(
+                        "stdio by reference is for pod callers: an operator's session streams "
+                        "(it lives in the daemon's pod and ends with it)"),
+                    details);
+    }
+    absl::StatusOr<CallerStdio> taken =
+        TakeCallerStdio(peer, start.by_reference(), tty, config_.socket.path);
+    if (!taken.ok()) return Finish(kMethod, peer, taken.status(), details);
+    details.emplace_back("stdio", "by_reference");
+    LaunchSpec::Keeper keeper;
+    keeper.status_fd = taken->status.get();
+    keeper.control_fd = taken->control.get();
+    keeper.grace_ms = static_cast<int>(absl::ToInt64Milliseconds(config_.exec_kill_grace));
+    if (tty) {
+      keeper.master_fd = pty.master.get();
+      keeper.relay_in_fd = taken->in.get();
+      keeper.relay_out_fd = taken->out.get();
+    } else {
+      spec.stdin_fd = taken->in.get();
+      spec.stdout_fd = taken->out.get();
+      spec.stderr_fd = taken->err.get();
+    }
+    spec.keeper = keeper;
+    absl::StatusOr<LaunchResult> launched = Launch(spec);
+    // Only the keeper and the workload hold them now.
+    taken = CallerStdio{};
+    pty = Pty{};
+    if (!launched.ok()) return Finish(kMethod, peer, launched.status(), details);
+    details.emplace_back("keeper_pid", absl::StrCat(launched->keeper_pid));
+    v1::ExecResponse response;
+    if (launched->exec_failed) {
+      v1::ExecExit* exit = response.mutable_exit();
+      exit->set_exit_code(launched->exit_code);
+      exit->set_message(launched->message);
+      stream->Write(response);
+      details.emplace_back("exit", absl::StrCat("exited ", launched->exit_code));
+      details.emplace_back("message", launched->message);
+      return Finish(kMethod, peer, absl::OkStatus(), details);
+    }
+    details.emplace_back("event", "started");
+    details.emplace_back("pid", absl::StrCat(launched->host_pid));
+    details.emplace_back("ns_pid", absl::StrCat(launched->ns_pid));
+    response.mutable_started()->set_pid(launched->ns_pid);
+    response.mutable_started()->set_by_reference(true);
+    stream->Write(response);
+    return Finish(kMethod, peer, absl::OkStatus(), details);
   }
 
   absl::StatusOr<LaunchResult> launched = Launch(spec);

@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "daemon/clone_on_stack.h"
 #include "daemon/fs_util.h"
+#include "daemon/keeper.h"
 #include "daemon/launch_watch.h"
 #include "daemon/pid_init.h"
 #include "daemon/proc_mount.h"
@@ -88,6 +89,8 @@ enum Step : int32_t {
   kStepPidNsInit,
   kStepSessionMountNs,
   kStepDevpts,
+  kStepKeeper,
+  kStepKeeperFds,
 };
 
 const char* StepName(int32_t step) {
@@ -160,6 +163,10 @@ const char* StepName(int32_t step) {
       return "give the terminal's session a mount namespace of its own";
     case kStepDevpts:
       return "mount the session's devpts over <rootfs>/dev/pts";
+    case kStepKeeper:
+      return "start the session's keeper";
+    case kStepKeeperFds:
+      return "give the keeper its fds";
   }
   return "unknown step";
 }
@@ -180,10 +187,15 @@ struct Plan {
   int status_fd;
   int self_exe_fd = -1;          // the daemon's binary, for an operator exec's init
   std::atomic<int> init_pid{0};  // that init, written by the kernel
-  // The intermediate's and the workload's pids, written by the kernel
+  // The intermediate's, the workload's (without a keeper) or the keeper's
+  // and the workload's node-wide pids, written by the kernel
   // (CLONE_PARENT_SETTID) before each runs; for the LaunchWatch.
-  std::atomic<int> pids[2] = {};
+  std::atomic<int> pids[3] = {};
   uint64_t workload_stack = 0;
+  uint64_t keeper_stack = 0;
+  char keeper_group[16] = {};  // the workload's pid, by the keeper child
+  char keeper_grace[16] = {};
+  const char* keeper_mode = "pipes";
   uint64_t stack_size = 0;
   std::vector<char*> argv;
   std::vector<char*> envp;
@@ -450,6 +462,107 @@ SC_CLONE_CHILD_CODE int WorkloadMain(void* arg) {
   RunWorkload(*start.plan, start.in_cgroup_v2);
 }
 
+// Decimal digits of a positive int, async-signal-safe.
+SC_CLONE_CHILD_CODE void FormatPid(long value, char* out, size_t size) {
+  char digits[24];
+  size_t n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0 && n < sizeof(digits));
+  size_t i = 0;
+  while (n > 0 && i + 1 < size) out[i++] = digits[--n];
+  out[i] = '\0';
+}
+
+// The keeper, before it is one (keeper.h): joins the caller's cgroups, enters
+// its pid namespace for its children only, starts the workload as its own
+// child and execs the daemon's binary in the keeper's role. It stays in the
+// node's pid namespace, so the pids the kernel writes are node-wide.
+[[noreturn]] SC_CLONE_CHILD_CODE void RunKeeperChild(Plan& p, bool in_cgroup_v2) {
+  const LaunchSpec& s = *p.spec;
+  const LaunchSpec::Keeper& k = *s.keeper;
+  if (!in_cgroup_v2 && s.cgroups->v2_procs && !WriteZero(s.cgroups->v2_procs.get())) {
+    Fail(p, kStepCgroup);
+  }
+  for (const UniqueFd& procs : s.cgroups->v1_procs) {
+    if (!WriteZero(procs.get())) Fail(p, kStepCgroup);
+  }
+  if (setns(s.namespaces->pid.get(), CLONE_NEWPID) != 0) Fail(p, kStepPidNs);
+  CloneArgs args{};
+  args.flags = CLONE_PARENT_SETTID;
+  args.parent_tid = reinterpret_cast<uint64_t>(&p.pids[2]);
+  args.exit_signal = SIGCHLD;
+  // In the cgroup already: the workload inherits it.
+  WorkloadStart start{&p, true};
+  long pid = StartChild(&args, p.workload_stack, p.stack_size, WorkloadMain, &start);
+  if (pid < 0) Fail(p, kStepClone);
+  // Our unreaped child: the pid cannot have been reused.
+  int pidfd = PidfdOpen(static_cast<pid_t>(pid), 0);
+  if (pidfd < 0) Fail(p, kStepKeeper);
+  FormatPid(pid, p.keeper_group, sizeof(p.keeper_group));
+
+  // This fd table is the keeper's own copy (no CLONE_FILES): first copies
+  // above the keeper's numbers, so that no dup2 below overwrites a source,
+  // then each in its place.
+  int sources[] = {pidfd, k.status_fd, k.control_fd, k.master_fd, k.relay_in_fd, k.relay_out_fd};
+  for (int& fd : sources) {
+    if (fd < 0) continue;
+    fd = fcntl(fd, F_DUPFD_CLOEXEC, kKeeperFdCount);
+    if (fd < 0) Fail(p, kStepKeeperFds);
+  }
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) Fail(p, kStepKeeperFds);
+  for (int target = 0; target < 3; ++target) {
+    if (dup2(null, target) < 0) Fail(p, kStepKeeperFds);
+  }
+  for (int i = 0; i < 6; ++i) {
+    if (sources[i] >= 0 && dup2(sources[i], kKeeperWorkloadFd + i) < 0) Fail(p, kStepKeeperFds);
+  }
+  // Everything else (the daemon's fds, the copies) goes at execve.
+  if (syscall(SYS_close_range, static_cast<unsigned>(kKeeperFdCount), ~0U, CLOSE_RANGE_CLOEXEC) !=
+      0) {
+    Fail(p, kStepKeeperFds);
+  }
+  char name[sizeof(kKeeperName)];
+  memcpy(name, kKeeperName, sizeof(name));
+  char* argv[] = {name, p.keeper_group, p.keeper_grace, const_cast<char*>(p.keeper_mode), nullptr};
+  char* envp[] = {nullptr};
+  syscall(SYS_execveat, p.self_exe_fd, "", argv, envp, AT_EMPTY_PATH);
+  Fail(p, kStepKeeper);
+}
+
+SC_CLONE_CHILD_CODE int KeeperChildMain(void* arg) {
+  const WorkloadStart& start = *static_cast<const WorkloadStart*>(arg);
+  RunKeeperChild(*const_cast<Plan*>(start.plan), start.in_cgroup_v2);
+}
+
+// With a keeper, the intermediate only starts it, in the caller's cgroup.
+[[noreturn]] SC_CLONE_CHILD_CODE void StartKeeper(Plan& p) {
+  const LaunchSpec& s = *p.spec;
+  CloneArgs args{};
+  args.flags = CLONE_PARENT_SETTID;
+  args.parent_tid = reinterpret_cast<uint64_t>(&p.pids[1]);
+  args.exit_signal = SIGCHLD;
+  WorkloadStart start{&p, false};
+  if (s.cgroups->v2_dir) {
+    args.flags |= kCloneIntoCgroup;
+    args.cgroup = static_cast<uint64_t>(s.cgroups->v2_dir.get());
+    start.in_cgroup_v2 = true;
+  }
+  long pid = StartChild(&args, p.keeper_stack, p.stack_size, KeeperChildMain, &start);
+  if (pid < 0 && start.in_cgroup_v2) {
+    args.flags &= ~kCloneIntoCgroup;
+    args.cgroup = 0;
+    start.in_cgroup_v2 = false;
+    pid = StartChild(&args, p.keeper_stack, p.stack_size, KeeperChildMain, &start);
+  }
+  if (pid < 0) Fail(p, kStepKeeper);
+  // The keeper has exec'd (or failed and said so): it is orphaned now, and
+  // the node's reaper takes it over.
+  _exit(0);
+}
+
 // The intermediate process: takes what the workload inherits and the pid
 // namespace, then forks the workload as a sibling (CLONE_PARENT: it becomes
 // the daemon's child, so the daemon reaps it and holds its pidfd).
@@ -464,6 +577,7 @@ SC_CLONE_CHILD_CODE int WorkloadMain(void* arg) {
     }
     close(fd);
   }
+  if (s.keeper) StartKeeper(p);
   if (s.namespaces != nullptr) {
     if (setns(s.namespaces->pid.get(), CLONE_NEWPID) != 0) Fail(p, kStepPidNs);
   } else {
@@ -592,15 +706,24 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
   UniqueFd status_r(status_pipe[0]);
   UniqueFd status_w(status_pipe[1]);
   plan.status_fd = status_w.get();
-  if (spec.namespaces == nullptr) {
+  const bool kept = spec.keeper.has_value();
+  if (kept && (spec.namespaces == nullptr || spec.cgroups == nullptr)) {
+    return absl::InternalError("a keeper needs the caller's namespaces and cgroups");
+  }
+  if (spec.namespaces == nullptr || kept) {
     absl::StatusOr<int> self_exe = SelfExeFd();
     if (!self_exe.ok()) return self_exe.status();
     plan.self_exe_fd = *self_exe;
   }
+  if (kept) {
+    FormatPid(std::max(0, spec.keeper->grace_ms), plan.keeper_grace, sizeof(plan.keeper_grace));
+    plan.keeper_mode = spec.tty_fd >= 0 ? "tty" : "pipes";
+  }
 
-  absl::StatusOr<ChildStacks> stacks = ChildStacks::Map(2, kChildStackSize);
+  absl::StatusOr<ChildStacks> stacks = ChildStacks::Map(3, kChildStackSize);
   if (!stacks.ok()) return stacks.status();
   plan.workload_stack = stacks->base(1);
+  plan.keeper_stack = stacks->base(2);
   plan.stack_size = stacks->size();
 
   // No one in the pod may ptrace or open /proc/<pid>/fd of the workload
@@ -624,7 +747,7 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
   args.flags = CLONE_PARENT_SETTID;
   args.parent_tid = reinterpret_cast<uint64_t>(&plan.pids[0]);
   args.exit_signal = SIGCHLD;
-  LaunchWatch watch(std::chrono::steady_clock::now() + kStartTimeout, plan.pids, 2);
+  LaunchWatch watch(std::chrono::steady_clock::now() + kStartTimeout, plan.pids, 3);
   long mid = StartChild(&args, stacks->base(0), stacks->size(), IntermediateMain, &plan);
   int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
@@ -637,8 +760,9 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
   // Held before anything can fail, so that every way out of here ends it.
   PidNamespaceInit init = AdoptInit(plan.init_pid.load());
   if (timed_out) {
-    // The watchdog killed them: the workload is an unreaped child.
-    if (int pid = plan.pids[1].load(); pid > 0) Reap(pid);
+    // The watchdog killed them: the workload is an unreaped child (with a
+    // keeper, the keeper's, which its new parent reaps).
+    if (int pid = plan.pids[1].load(); pid > 0 && !kept) Reap(pid);
     return DidNotStart();
   }
 
@@ -652,9 +776,17 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      if (result.host_pid > 0) {
+      if (result.host_pid > 0 && !kept) {
         kill(result.host_pid, SIGKILL);
         Reap(result.host_pid);
+      }
+      if (kept) {
+        // Whoever still holds the status pipe is stuck: the keeper and the
+        // workload (node-wide pids; the keeper reaps the workload, the
+        // node's reaper the keeper).
+        for (int i : {2, 1}) {
+          if (int pid = plan.pids[i].load(); pid > 0) kill(pid, SIGKILL);
+        }
       }
       return DidNotStart();
     }
@@ -686,10 +818,23 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
         break;
     }
   }
+  if (kept) {
+    // The intermediate reports no pid: the kernel wrote both.
+    result.keeper_pid = plan.pids[1].load();
+    result.host_pid = plan.pids[2].load();
+    if (result.keeper_pid <= 0 && failure.type == 0) {
+      return absl::InternalError("the keeper did not start");
+    }
+  }
   if (result.host_pid > 0 && (failure.type != 0 || exec_failure.type != 0)) {
-    // It reported and _exit'ed: reap it here, the caller never sees it.
+    // It reported and _exit'ed: reap it here, the caller never sees it
+    // (with a keeper, the keeper reaps it and reports it to the caller too).
     int status = 0;
-    while (waitpid(result.host_pid, &status, __WALL) < 0 && errno == EINTR) {
+    if (kept) {
+      status = exec_failure.value < 0 ? 127 << 8 : 126 << 8;
+    } else {
+      while (waitpid(result.host_pid, &status, __WALL) < 0 && errno == EINTR) {
+      }
     }
     if (exec_failure.type != 0 && failure.type == 0) {
       result.exec_failed = true;
@@ -726,6 +871,7 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
     return absl::InternalError(
         absl::StrCat("the intermediate process failed (status ", mid_status, ")"));
   }
+  if (kept) return result;
   result.init = std::move(init);
   // Safe from pid reuse: the workload is our unreaped child.
   result.pidfd.reset(PidfdOpen(result.host_pid, 0));

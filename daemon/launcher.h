@@ -55,12 +55,29 @@ struct LaunchSpec {
   int devpts_fd = -1;
 
   const SeccompProgram* seccomp = nullptr;  // required
+
+  // Stdio by reference (pods only): the workload's parent is a keeper
+  // (keeper.h) in the caller's cgroups, not the daemon, and stdin/stdout/
+  // stderr_fd (or tty_fd) are the caller's own files. The fds are the
+  // daemon's copies; the keeper gets its own.
+  struct Keeper {
+    int status_fd = -1;
+    int control_fd = -1;
+    int master_fd = -1;     // tty: the terminal's master,
+    int relay_in_fd = -1;   // the caller's stdin and
+    int relay_out_fd = -1;  // stdout, which the keeper relays
+    int grace_ms = 5000;    // SIGTERM to SIGKILL when the caller is gone
+  };
+  std::optional<Keeper> keeper;
 };
 
 struct LaunchResult {
   // The workload, a child of the daemon (clone3 CLONE_PARENT from the
   // intermediate process): the caller reaps it (or the pidfd's waitid).
+  // With a keeper, its child instead: pidfd is then empty, and neither is
+  // the daemon's to reap.
   pid_t host_pid = -1;
+  pid_t keeper_pid = -1;
   pid_t ns_pid = -1;  // as seen in its own pid namespace
   UniqueFd pidfd;
   // Set when execve failed: the process has already exited with exit_code

@@ -18,6 +18,12 @@ inline int PidfdSendSignal(int pidfd, int sig, siginfo_t* info, unsigned int fla
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, info, flags));
 }
 
+// pidfd_getfd(2) (Linux 5.6): a copy of fd `target_fd` of the process
+// `pidfd` pins, close-on-exec.
+inline int PidfdGetfd(int pidfd, int target_fd, unsigned int flags) {
+  return static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, target_fd, flags));
+}
+
 // openat2(2) (Linux 5.6); glibc 2.36 has no wrapper. `how` is a struct
 // open_how from <linux/openat2.h>.
 template <typename OpenHow>

@@ -30,25 +30,28 @@ PATH of the rootfs (the PATH passed along), not in this container's.
 
 What is passed: this process's environment (minus SC_SOCKET and SC_EXEC_*),
 its working directory (or --workdir), its uid/gid as the daemon sees them.
-stdin is copied to CMD byte for byte and EOF closes CMD's stdin; CMD's
-stdout and stderr come back separately. With a terminal on stdin, CMD gets
-a terminal of its own: this one is put in raw mode (restored on exit), its
-size is sent at start and on every SIGWINCH, and stdout/stderr are merged.
-SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to sc-exec are
-forwarded to CMD's process group. If sc-exec dies or is killed, the daemon
-sends CMD SIGHUP and SIGTERM, then SIGKILL after its grace period; if the
-daemon goes away instead (killed, restarted), sc-exec does the same itself
-(SIGKILL after 5 s) and exits 124.
+By default CMD gets this process's own stdin, stdout and stderr (the daemon
+takes them by reference; nothing is copied): EOF on stdin is CMD's, and its
+output goes where sc-exec's would. A keeper process in this pod, not the
+daemon, waits for CMD, so the daemon may restart while CMD runs and nothing
+is lost. With a terminal on stdin, CMD gets a terminal of its own, which the
+keeper relays to this one: this one is put in raw mode (restored on exit),
+its size is passed at start and on every SIGWINCH, and stdout/stderr are
+merged. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to
+sc-exec are forwarded to CMD's process group. If sc-exec dies or is killed,
+CMD gets SIGHUP and SIGTERM, then SIGKILL after the daemon's grace period.
+With --stream (for an --instance session always), stdio is copied over the
+gRPC stream instead, and a daemon restart ends the session: sc-exec then
+stops CMD itself (SIGKILL after 5 s) and exits 124.
 
 Modes:
   (default)       run CMD; through a symlink NAME -> sc-exec, runs NAME ARGS
   --entrypoint    for a container entrypoint: wait (bounded by --wait, a
                   progress line every 5 s on stderr) until the daemon is
                   SERVING and the rootfs is ready, then run CMD. As PID 1 it
-                  also reaps orphaned zombies. If the daemon goes away while
-                  CMD runs (a restart), CMD keeps running: sc-exec stays while
-                  it lives (its output is lost), forwards signals to it, and
-                  exits 124 when it ends.
+                  also reaps orphaned zombies. A daemon restart while CMD
+                  runs changes nothing. With --stream, CMD keeps running
+                  without its output, and sc-exec exits 124 when it ends.
   --ready         readiness probe: exit 0 when the daemon answers and the
                   rootfs is ready, 123 (reason on stderr) when not ready.
   --provide NAMESPACE/NAME
@@ -67,6 +70,8 @@ Options:
                   (default: the current directory, or / when the rootfs
                   lacks it)
   --tty, --no-tty force a terminal on or off (default: on when stdin is one)
+  --stream        copy stdio over the gRPC stream instead of handing it
+                  over (as SC_EXEC_STREAM=1 does, also through a symlink)
   --wait SECONDS  --entrypoint: how long to wait for readiness (default 300)
   --rootfs PATH   where this pod sees the rootfs (default: the daemon's,
                   normally /rootfs)
@@ -89,13 +94,17 @@ Exit status:
   121      the daemon's socket cannot be reached
   122      the daemon refused the call (gRPC status on stderr)
   123      the rootfs was not ready in time
-  124      the stream ended without an exit status
+  124      the session ended without an exit status (the stream broke, or
+           the keeper was killed)
   125      sc-exec itself failed
 )";
 }
 
 std::string ParseCommandLine(int argc, char** argv, Options* options) {
   options->socket_path = SocketPathFromEnvironment();
+  // The symlink form takes no options of sc-exec's own.
+  const char* stream = std::getenv("SC_EXEC_STREAM");
+  options->stream = stream != nullptr && std::strcmp(stream, "1") == 0;
   std::string self = argc > 0 ? BaseName(argv[0]) : "sc-exec";
   if (self != "sc-exec") {
     // Invoked through a symlink: every argument belongs to the command.
@@ -127,6 +136,8 @@ std::string ParseCommandLine(int argc, char** argv, Options* options) {
       options->tty = 1;
     } else if (arg == "--no-tty") {
       options->tty = 0;
+    } else if (arg == "--stream") {
+      options->stream = true;
     } else if (arg == "--provide") {
       if (++i >= argc) return "--provide needs NAMESPACE/NAME";
       std::string error = ParseInstanceName(argv[i], &options->provide_ns, &options->provide_name);

@@ -28,6 +28,7 @@ struct Options {
   std::string rootfs_path;        // --rootfs; "" = the daemon's default
   std::string instance_ns;        // --instance NS/NAME (operators)
   std::string instance_name;
+  bool stream = false;     // --stream (or SC_EXEC_STREAM=1): stdio over gRPC
   std::string provide_ns;  // --provide NS/NAME
   std::string provide_name;
 };

@@ -249,5 +249,10 @@ int main(int argc, char** argv) {
   session.instance_name = options.instance_name;
   session.tty = options.tty >= 0 ? options.tty == 1 : isatty(0) == 1;
   session.outlive_daemon = options.mode == sc::Mode::kEntrypoint;
-  Exit(sc::RunSession(connection.channel.get(), session));
+  // Operators' sessions live in the daemon's pod and end with it: they
+  // stream. Everyone else hands over its stdio.
+  if (options.stream || !options.instance_name.empty()) {
+    Exit(sc::RunSession(connection.channel.get(), session));
+  }
+  Exit(sc::RunByReference(connection.channel.get(), session));
 }

@@ -23,6 +23,14 @@ struct SessionOptions {
   bool outlive_daemon = false;
 };
 
+// Runs one session with stdio by reference (StdioByReference in
+// mounthelper.proto), the default for pod callers: the daemon hands this
+// process's own stdin, stdout and stderr to the process, and a keeper in this
+// pod reaps it; sc-exec only forwards signals and window size through the
+// control pipe and waits on the status pipe, so that the daemon may restart
+// meanwhile. Returns the exit code as RunSession does.
+int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& options);
+
 // Runs one Exec session: copies stdin to the stream and the stream to
 // stdout/stderr byte for byte, forwards signals (see signals.h) and window
 // size changes, and returns the exit code sc-exec should exit with: the

@@ -50,6 +50,13 @@ GROUPS = [
      execveat prctl rt_sigprocmask close_range pidfd_open nanosleep signalfd4 poll read waitid
      exit_group
      """),
+    ("by-reference", "Stdio by reference (daemon/caller_fds.cc): pidfd_getfd copies the fds an "
+     "Exec names out of the verified caller, and only through the pidfd its identity was "
+     "proven with; the session's keeper (daemon/keeper.h) relays a terminal, forwards "
+     "signals and reaps the workload with CAP_KILL only.", """
+     pidfd_getfd execveat prctl capset close_range poll read write ioctl fcntl waitid kill
+     pidfd_send_signal clock_gettime exit_group
+     """),
     ("container-runtime", "What runc does after loading this profile and before it "
      "execve()s the daemon (with allowPrivilegeEscalation the profile is loaded before "
      "capabilities and ids are set).", """
@@ -75,7 +82,7 @@ create_module ptrace process_vm_readv process_vm_writev keyctl add_key request_k
 userfaultfd swapon swapoff reboot settimeofday clock_settime clock_adjtime adjtimex acct
 quotactl quotactl_fd pivot_root iopl ioperm open_by_handle_at name_to_handle_at
 lookup_dcookie syslog mknod mknodat personality uselib nfsservctl vhangup kcmp
-io_uring_setup io_uring_enter io_uring_register fanotify_init pidfd_getfd sethostname
+io_uring_setup io_uring_enter io_uring_register fanotify_init sethostname
 setdomainname
 """.split()
 

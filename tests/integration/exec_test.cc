@@ -583,10 +583,15 @@ TEST_CASE("exec: signals are forwarded, a killed client leaves nothing behind", 
     CHECK(child.output().find("got-term") != std::string::npos);
     CHECK(code == 3);
   }
-  SECTION("SIGKILL to sc-exec: the process is gone within the grace") {
+  // By reference the session's keeper stops the group; streaming, the daemon.
+  const bool streaming = GENERATE(false, true);
+  SECTION(std::string("SIGKILL to sc-exec: the process is gone within the grace") +
+          (streaming ? " (--stream)" : "")) {
     std::string marker = "sc-marker-" + RandomHex(12);
-    Child child(node.Prefixed(
-        {"sh", "-c", "trap '' HUP TERM; echo ready; while true; do sleep 1; done", marker}));
+    std::vector<std::string> args = {
+        "sh", "-c", "trap '' HUP TERM; echo ready; while true; do sleep 1; done", marker};
+    if (streaming) args.insert(args.begin(), "--stream");
+    Child child(node.Prefixed(args));
     REQUIRE(child.WaitFor("ready", milliseconds(15000)));
     REQUIRE(ProcessesWith(marker).size() >= 1);
     // sc-exec is the pod helper's child.
@@ -598,12 +603,18 @@ TEST_CASE("exec: signals are forwarded, a killed client leaves nothing behind", 
     REQUIRE(kill(sc_exec, SIGKILL) == 0);
     // It ignores SIGHUP and SIGTERM: only the SIGKILL after the 1 s grace ends it.
     CHECK(WaitUntil([&] { return ProcessesWith(marker).empty(); }, milliseconds(10000)));
-    // The session's audit line is written once its processes are reaped, a
-    // moment after they left /proc (seen under TCG in the VM test).
-    CHECK(WaitUntil(
-        [&] { return node.daemon.AuditLog().find("the client went away") != std::string::npos; },
-        milliseconds(5000)));
-    INFO(node.daemon.AuditLog());
+    if (streaming) {
+      // The session's audit line is written once its processes are reaped, a
+      // moment after they left /proc (seen under TCG in the VM test).
+      CHECK(WaitUntil(
+          [&] { return node.daemon.AuditLog().find("the client went away") != std::string::npos; },
+          milliseconds(5000)));
+      INFO(node.daemon.AuditLog());
+    } else {
+      // Nothing of the session is left: no keeper either.
+      CHECK(WaitUntil([&] { return ProcessesWith("sc-mount-helper: keeper").empty(); },
+                      milliseconds(5000)));
+    }
   }
 }
 
@@ -695,18 +706,26 @@ TEST_CASE("exec: a slow reader slows the process, the daemon's memory stays boun
   CHECK(progress() == 2048);
 }
 
+// The limits bound what the daemon holds: streaming sessions, and starts in
+// flight. A by-reference session is the pod's once it runs (its keeper and
+// workload count in the pod's pids and memory limits).
 TEST_CASE("exec: session limits answer RESOURCE_EXHAUSTED", "[exec]") {
   SC_REQUIRE_ROOT();
   ExecNode node({"--max_execs_per_pod=1"});
   REQUIRE(node.pod->started());
-  Child first(node.Prefixed({"sh", "-c", "echo ready; read x; exit 0"}));
+  // A running by-reference session holds no slot.
+  Child kept(node.Prefixed({"sh", "-c", "echo ready; read x; exit 0"}));
+  REQUIRE(kept.WaitFor("ready", milliseconds(15000)));
+  Child first(node.Prefixed({"--stream", "sh", "-c", "echo ready; read x; exit 0"}));
   REQUIRE(first.WaitFor("ready", milliseconds(15000)));
-  ProcessResult second = node.Exec({"true"});
+  ProcessResult second = node.Exec({"--stream", "true"});
   INFO(second.Describe() << " err=" << second.err);
   CHECK(second.exit_code == 122);
   CHECK(second.err.find("RESOURCE_EXHAUSTED") != std::string::npos);
   first.CloseIn();
   CHECK(first.Wait(milliseconds(15000)) == 0);
+  kept.CloseIn();
+  CHECK(kept.Wait(milliseconds(15000)) == 0);
   // The slot is free again.
   CHECK(node.Exec({"true"}).exit_code == 0);
 }

@@ -1,0 +1,193 @@
+// sc-exec's by-reference session (see RunByReference in stream.h). The gRPC
+// call only starts the process: its stdio are this process's own files, and
+// what follows goes through two pipes with the session's keeper (keeper.h on
+// the daemon's side, common/keeper_wire.h for the records), which lives in
+// this pod. So the daemon can restart, be upgraded or be killed while the
+// process runs, and nothing of the session notices.
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "common/exit_codes.h"
+#include "common/keeper_wire.h"
+#include "common/status_names.h"
+#include "common/unique_fd.h"
+#include "wrapper/signals.h"
+#include "wrapper/stream.h"
+#include "wrapper/terminal.h"
+#include "wrapper/trace.h"
+
+namespace sc {
+namespace {
+
+namespace v1 = ::stoppablecontainer::mounthelper::v1;
+
+const char* CodeName(grpc::StatusCode code) { return StatusCodeName(static_cast<int>(code)); }
+
+bool MakePipe(UniqueFd* read_end, UniqueFd* write_end) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  read_end->reset(fds[0]);
+  write_end->reset(fds[1]);
+  return true;
+}
+
+// The write end of the control pipe, for the signal thread. Never closed
+// while sc-exec runs: its EOF tells the keeper that sc-exec is gone.
+int g_control = -1;
+
+void SendControl(const KeeperControl& record) {
+  // One record is smaller than PIPE_BUF: the write is atomic. A keeper that
+  // is gone (EPIPE) or a full pipe (the keeper is stuck) loses the record,
+  // as a signal to a stopped process would be.
+  ssize_t n;
+  do {
+    n = write(g_control, &record, sizeof(record));
+  } while (n < 0 && errno == EINTR);
+}
+
+// Reads the keeper's status; false at EOF without one (no keeper holds the
+// pipe's write end any more).
+bool ReadStatus(int fd, KeeperStatus* status) {
+  char buffer[sizeof(KeeperStatus)];
+  size_t got = 0;
+  while (got < sizeof(buffer)) {
+    ssize_t n = read(fd, buffer + got, sizeof(buffer) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  std::memcpy(status, buffer, sizeof(*status));
+  return status->magic == kKeeperStatusMagic;
+}
+
+}  // namespace
+
+int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& options) {
+  UniqueFd status_r, status_w, control_r, control_w;
+  if (!MakePipe(&status_r, &status_w) || !MakePipe(&control_r, &control_w)) {
+    std::fprintf(stderr, "sc-exec: pipe2: %s\n", std::strerror(errno));
+    return kExitInternal;
+  }
+  g_control = control_w.get();
+
+  v1::ExecRequest first;
+  v1::ExecStart* start = first.mutable_start();
+  for (const std::string& a : options.argv) start->add_argv(a);
+  for (const std::string& e : options.env) start->add_env(e);
+  start->set_working_dir(options.workdir);
+  start->set_working_dir_inherited(options.workdir_inherited);
+  start->set_rootfs_path(options.rootfs_path);
+  start->set_tty(options.tty);
+  if (options.tty) {
+    winsize size{};
+    if (TerminalSize(0, &size) || TerminalSize(1, &size)) {
+      start->mutable_window_size()->set_rows(size.ws_row);
+      start->mutable_window_size()->set_cols(size.ws_col);
+      start->mutable_window_size()->set_x_pixels(size.ws_xpixel);
+      start->mutable_window_size()->set_y_pixels(size.ws_ypixel);
+    }
+  }
+  v1::StdioByReference* ref = start->mutable_by_reference();
+  ref->set_stdin_fd(0);
+  ref->set_stdout_fd(1);
+  ref->set_stderr_fd(2);
+  ref->set_status_fd(status_w.get());
+  ref->set_control_fd(control_r.get());
+
+  // Signals go into the control pipe from the start: before the keeper
+  // reads it they wait there, so none sent during the start is lost.
+  StartSignalThread([tty = options.tty](int sig) {
+    KeeperControl record;
+    if (sig == SIGWINCH) {
+      if (!tty) return;
+      winsize size{};
+      if (!TerminalSize(0, &size) && !TerminalSize(1, &size)) return;
+      record.type = KeeperControl::kResize;
+      record.rows = size.ws_row;
+      record.cols = size.ws_col;
+      record.x_pixels = size.ws_xpixel;
+      record.y_pixels = size.ws_ypixel;
+    } else {
+      record.type = KeeperControl::kSignal;
+      record.signal = sig;
+    }
+    SendControl(record);
+  });
+  bool raw = options.tty && EnterRawMode(0);
+
+  grpc::ClientContext context;
+  auto stub = v1::MountHelper::NewStub(
+      std::shared_ptr<grpc::ChannelInterface>(channel, [](grpc::ChannelInterface*) {}));
+  auto stream = stub->Exec(&context);
+  TracePoint("call");
+  bool started = false, by_reference = false, have_exit = false;
+  v1::ExecExit exit;
+  if (stream->Write(first)) {
+    TracePoint("start_sent");
+    stream->WritesDone();
+    v1::ExecResponse response;
+    while (stream->Read(&response)) {
+      if (response.has_started()) {
+        TracePoint("started");
+        started = true;
+        by_reference = response.started().by_reference();
+        if (!by_reference) break;
+      } else if (response.has_exit()) {
+        exit = response.exit();
+        have_exit = true;
+      }
+    }
+  }
+  if (started && !by_reference) {
+    // A daemon older than by-reference stdio started a streaming session:
+    // cancelling it stops the process as a dropped session.
+    context.TryCancel();
+    stream->Finish();
+    if (raw) RestoreTerminal();
+    std::fprintf(stderr,
+                 "sc-exec: the mount-helper is older than this sc-exec and does not take stdio "
+                 "by reference; upgrade the DaemonSet first, or run sc-exec --stream\n");
+    return kExitRefused;
+  }
+  grpc::Status status = stream->Finish();
+  TracePoint("finished");
+  // The keeper holds its own copies of our ends; ours would keep the status
+  // pipe from reaching EOF should the keeper die.
+  status_w.reset();
+  control_r.reset();
+
+  if (have_exit) {
+    if (raw) RestoreTerminal();
+    if (!exit.message().empty()) std::fprintf(stderr, "%s\n", exit.message().c_str());
+    if (exit.status_case() == v1::ExecExit::kSignal) return 128 + exit.signal();
+    return exit.exit_code();
+  }
+  // Once started, the daemon is not needed: a refusal or a lost daemon before
+  // `started` either left no keeper (EOF at once) or one that runs the
+  // process (the daemon died between launching it and answering).
+  KeeperStatus kept;
+  bool have_status = (started || status.error_code() == grpc::StatusCode::UNAVAILABLE) &&
+                     ReadStatus(status_r.get(), &kept);
+  TracePoint("exit_status");
+  if (raw) RestoreTerminal();
+  if (have_status) {
+    if (kept.code == CLD_EXITED) return kept.status & 0xff;
+    return 128 + kept.status;
+  }
+  if (started) {
+    std::fprintf(stderr, "sc-exec: the session's keeper ended without an exit status\n");
+    return kExitStreamBroken;
+  }
+  std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),
+               status.error_message().c_str());
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnreachable : kExitRefused;
+}
+
+}  // namespace sc
