@@ -21,6 +21,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -186,6 +187,7 @@ struct Plan {
   const LaunchSpec* spec;
   int status_fd;
   int self_exe_fd = -1;          // the daemon's binary, for an operator exec's init
+  int daemon_life_fd = -1;       // the read end of DaemonLifePipe(), for that init
   std::atomic<int> init_pid{0};  // that init, written by the kernel
   // The intermediate's, the workload's (without a keeper) or the keeper's
   // and the workload's node-wide pids, written by the kernel
@@ -589,6 +591,8 @@ SC_CLONE_CHILD_CODE int KeeperChildMain(void* arg) {
                         &p.init_pid, nullptr, nullptr);
     if (init < 0) Fail(p, kStepPidNsInit);
     if (init == 0) {
+      // Its one fd: EOF on it when the daemon is gone (pid_init.h).
+      if (dup2(p.daemon_life_fd, kPidInitDaemonLifeFd) < 0) Fail(p, kStepPidNsInit);
       char name[sizeof(kPidNamespaceInitName)];
       memcpy(name, kPidNamespaceInitName, sizeof(name));
       char* argv[] = {name, nullptr};
@@ -647,6 +651,22 @@ absl::StatusOr<int> SelfExeFd() {
   int expected = -1;
   if (!self_exe.compare_exchange_strong(expected, fd.get())) return expected;  // another thread's
   return fd.release();
+}
+
+// A pipe whose write end only the daemon holds (close-on-exec, so no child
+// keeps it past its execve): its EOF tells an operator exec's init that the
+// daemon is gone. Made once; -1 on failure.
+int DaemonLifePipe() {
+  static std::atomic<int> read_end{-1};
+  if (int fd = read_end.load(); fd >= 0) return fd;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  if (int fd = read_end.load(); fd >= 0) return fd;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  // The write end is never closed: it lives as long as the daemon.
+  read_end.store(fds[0]);
+  return fds[0];
 }
 
 // Takes charge of the init a launch started (pid 0: none).
@@ -714,6 +734,10 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
     absl::StatusOr<int> self_exe = SelfExeFd();
     if (!self_exe.ok()) return self_exe.status();
     plan.self_exe_fd = *self_exe;
+  }
+  if (spec.namespaces == nullptr) {
+    plan.daemon_life_fd = DaemonLifePipe();
+    if (plan.daemon_life_fd < 0) return ErrnoStatus(errno, "pipe2 (the daemon's life pipe)");
   }
   if (kept) {
     FormatPid(std::max(0, spec.keeper->grace_ms), plan.keeper_grace, sizeof(plan.keeper_grace));

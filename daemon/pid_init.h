@@ -15,10 +15,15 @@ namespace sc {
 // own binary, exec'd under the name below, takes that place: it only reaps
 // what is orphaned in the namespace. The daemon ends it once it has reaped
 // the workload, which ends every process left in the namespace (they could
-// hold the output open). Should the daemon die first, the init ends itself
-// when the workload (its pid 2) has ended. It closes every fd it inherited
-// and is not dumpable.
+// hold the output open). Should the daemon die first (an operator's session
+// lives in the daemon's pod, and a rollout ends that pod), the session ends
+// too: fd 3, the one fd the init keeps, reaches EOF, and the init sends
+// SIGHUP, SIGCONT and SIGTERM to everything in its namespace, waits at most
+// kPidInitDaemonGoneGrace for the workload, and exits, which SIGKILLs what
+// is left. It is not dumpable.
 inline constexpr char kPidNamespaceInitName[] = "sc-mount-helper: pid 1";
+inline constexpr int kPidInitDaemonLifeFd = 3;
+inline constexpr int kPidInitDaemonGoneGraceMs = 5000;
 
 // The init's main (daemon/main.cc calls it when argv[0] is that name).
 // Never returns.

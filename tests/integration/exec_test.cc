@@ -30,6 +30,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kBusybox[] = "/bin/busybox";
+// The argv[0] of an operator exec's pid 1 (daemon/pid_init.h).
+constexpr char kPidInitName[] = "sc-mount-helper: pid 1";
 
 // A busybox rootfs: /bin/busybox with every applet as a symlink to it.
 void MakeBusyboxRootfs(const std::string& root) {
@@ -834,6 +836,29 @@ TEST_CASE("exec: an operator execs into a named instance in fresh namespaces", "
   };
   CHECK(PollUntil([&] { return !running(marker) && !running("sc-mount-helper: pid 1"); },
                   milliseconds(10000)));
+}
+
+// An operator's session lives in the daemon's pod, which a rollout ends:
+// when the daemon dies, so does the session, and nothing of it is left.
+TEST_CASE("exec: an operator's session ends with the daemon, leaving nothing", "[exec][restart]") {
+  SC_REQUIRE_ROOT();
+  ExecNode node(ExecNode::Prepared{});
+  REQUIRE(node.pod->started());
+  const std::string marker = "operator-session-" + RandomHex(8);
+  Child session(node.ScExec({"--instance", "ns/exec", "--workdir", "/", "sh", "-c",
+                             "trap '' HUP; echo ready; sh -c 'sleep 1000' " + marker +
+                                 "-child & while true; do sleep 0.05; done",
+                             marker}));
+  REQUIRE(session.WaitFor("ready", milliseconds(15000)));
+  REQUIRE(!ProcessesWith(marker).empty());
+  node.daemon.Kill();
+  // SIGTERM ends the shell at once, the child ignores nothing; within the
+  // init's grace at the latest, everything of the session is gone.
+  CHECK(PollUntil(
+      [&] { return ProcessesWith(marker).empty() && ProcessesWith(kPidInitName).empty(); },
+      milliseconds(15000)));
+  INFO(session.output());
+  session.Wait(milliseconds(15000));
 }
 
 // Figures for the issue's closing note; hidden from the default run.
