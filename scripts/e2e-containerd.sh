@@ -40,6 +40,7 @@ RUN=(run --runc-root "$T/runc" --fifo-dir "$T/fifo")
 IMAGE=localhost/sc-e2e/busybox:latest
 CLIENT=$build/tests/sc-test-client
 POD_UIDS=()
+DAEMON_UIDS=()  # the daemon's pods, removed once it has stopped
 daemon_pid=
 containerd_pid=
 daemon_args=()
@@ -99,6 +100,7 @@ stop_container() {
 remove_pod_cgroups() {
   local h
   for h in $(awk '$9 ~ /^cgroup2?$/ && $5 ~ /^\/sys\/fs\/cgroup/ {print $5}' /proc/self/mountinfo); do
+    for d in "$h/kubepods/besteffort/pod$1"/*/; do [[ -d $d ]] && rmdir "$d" 2>/dev/null; done
     rmdir "$h/kubepods/besteffort/pod$1" 2>/dev/null
     rmdir "$h/kubepods/besteffort" "$h/kubepods" 2>/dev/null
   done
@@ -112,6 +114,7 @@ cleanup() {
     "${CTR[@]}" images rm "$IMAGE" >/dev/null 2>&1
   fi
   if [[ -n $daemon_pid ]]; then kill -TERM "$daemon_pid"; wait "$daemon_pid"; fi
+  for uid in "${DAEMON_UIDS[@]}"; do remove_pod_cgroups "$uid"; done
   if [[ -n $containerd_pid ]]; then kill -TERM "$containerd_pid"; wait "$containerd_pid"; fi
   for uid in "${POD_UIDS[@]}"; do remove_pod_cgroups "$uid"; done
   mounts_under "$T" | sort -r | xargs -r -n1 umount -l
@@ -169,9 +172,26 @@ for c in sh cat ls echo id; do ln -s sc-exec "$SCBIN/$c"; done
 
 # The daemon, started as the DaemonSet starts it: its command line from the
 # rendered default overlay, node paths mapped into this run's directory.
+# Like a DaemonSet's pod, each daemon runs in a pod cgroup of its own
+# (kubepods/besteffort/pod<uid>/<cid> in every hierarchy): deleting that pod
+# (a rolling update) kills every process in it, as runc's kill --all does.
+D_UID=
+D_CID=
+cgroup_hierarchies() { awk '$9 ~ /^cgroup2?$/ && $5 ~ /^\/sys\/fs\/cgroup/ {print $5}' /proc/self/mountinfo; }
+daemon_cgroups() {
+  local h
+  for h in $(cgroup_hierarchies); do echo "$h/kubepods/besteffort/pod$D_UID/$D_CID"; done
+}
 start_daemon() {
   mkfifo "$T/ready.$$" 2>/dev/null
-  "${daemon_args[@]}" --ready_fd=3 3>"$T/ready.$$" >>"$T/daemon.log" 2>&1 &
+  D_UID=$(new_uid) D_CID=$(new_cid)
+  DAEMON_UIDS+=("$D_UID")
+  local cg
+  for cg in $(daemon_cgroups); do mkdir -p "$cg"; done
+  (
+    for cg in $(daemon_cgroups); do echo "$BASHPID" >"$cg/cgroup.procs" 2>/dev/null; done
+    exec "${daemon_args[@]}" --ready_fd=3
+  ) 3>"$T/ready.$$" >>"$T/daemon.log" 2>&1 &
   daemon_pid=$!
   local ready=
   read -r -t 10 ready <"$T/ready.$$"
@@ -372,6 +392,98 @@ check "instances are re-adopted, nothing mounted twice" \
   test "$(mounts_under "$BASE" | sort)" = "$mounts_before"
 check "new execs work after the restart" \
   bash -c "[[ \$(${CTR[*]} task exec --exec-id x9 $C_CID cat /data.txt) == $secret ]]"
+
+log "rolling update of the DaemonSet's pod under running sessions"
+# The consumer's entrypoint writes numbered lines to its container log, a
+# kubectl exec -i pipes 256 MiB through cat, a kubectl exec -t shell waits
+# for input; meanwhile the daemon's pod is deleted (every process of its
+# cgroup SIGKILLed) and a new one starts. Every line and byte arrives, each
+# session ends with its own status, nothing is left behind.
+LINES=4000
+C_CID=$A_CONSUMER
+provider_ready demo/a >/dev/null || wait_until 30 provider_ready demo/a
+STREAMS_UID=$(new_uid) STREAMS_CID=$(new_cid)
+POD_UIDS+=("$STREAMS_UID")
+start_container "$STREAMS_UID" "$STREAMS_CID" "${NO_CAPS[@]}" --seccomp --env PATH=/.sc-bin:/bin \
+  --mount "type=bind,src=$SOCK_DIR,dst=/run/stoppablecontainer,options=rbind:rw" \
+  --mount "type=bind,src=$BASE/demo/a/rootfs,dst=/rootfs,options=rbind:rslave" \
+  --mount "type=bind,src=$SCBIN,dst=/.sc-bin,options=rbind:ro" \
+  -- /.sc-bin/sc-exec --entrypoint sh -c \
+  "trap 'exit 7' TERM; i=0; while [ \$i -lt $LINES ]; do echo line-\$i; i=\$((i+1)); usleep 2000; done; sleep 100000 & wait"
+head -c $((256 << 20)) /dev/urandom >"$T/big.in"
+"${CTR[@]}" task exec --exec-id big "$STREAMS_CID" sh -c 'cat' <"$T/big.in" >"$T/big.out" 2>"$T/big.err" &
+big_pid=$!
+mkfifo "$T/tty.in"
+script -qfec "${CTR[*]} task exec -t --exec-id tty $STREAMS_CID sh -c 'read a; echo got-\$a; read b; echo got-\$b; exit 5'" \
+  /dev/null <"$T/tty.in" >"$T/tty.out" 2>&1 &
+tty_pid=$!
+exec {tty_w}>"$T/tty.in"
+echo one >&"$tty_w"
+log_lines() { grep -c '^line-' "$T/logs/$STREAMS_CID.log" 2>/dev/null; }
+lines_at_least() { (($(log_lines) >= $1)); }
+# count_keepers [POD_UID]: the keepers of running sessions (the daemon's
+# binary in that role), all or those in that pod's cgroup.
+count_keepers() {
+  local p n=0
+  for p in /proc/[0-9]*; do
+    { [[ $(tr '\0' ' ' <"$p/cmdline") == "sc-mount-helper: keeper "* ]] &&
+      { [[ -z ${1:-} ]] || grep -q "pod$1" "$p/cgroup"; } && n=$((n + 1)); } 2>/dev/null
+  done
+  echo "$n"
+}
+wait_until 30 lines_at_least 200
+wait_until 30 grep -q got-one "$T/tty.out"
+wait_until 30 test -s "$T/big.out"
+lines_before=$(log_lines)
+big_before=$(stat -c %s "$T/big.out")
+keepers_before=$(count_keepers "$STREAMS_UID")
+update_start=$(date +%s%N)
+for cg in $(daemon_cgroups); do
+  while read -r p; do kill -KILL "$p" 2>/dev/null; done <"$cg/cgroup.procs"
+done
+wait "$daemon_pid" 2>/dev/null
+daemon_emptied() {
+  local cg
+  for cg in $(daemon_cgroups); do [[ -z $(cat "$cg/cgroup.procs") ]] || return 1; done
+}
+wait_until 10 daemon_emptied
+for cg in $(daemon_cgroups); do rmdir "$cg" "${cg%/*}" 2>/dev/null; done
+updated=failed
+start_daemon && updated=ok
+update_ms=$((($(date +%s%N) - update_start) / 1000000))
+check "a new daemon pod serves after the old one was deleted" test "$updated" = ok
+check "new execs work as soon as it serves" \
+  bash -c "[[ \$(${CTR[*]} task exec --exec-id x10 $C_CID cat /data.txt) == $secret ]]"
+echo two >&"$tty_w"
+# (script(1) is given no EOF before the shell has exited.)
+wait_until 60 bash -c "! kill -0 $tty_pid"
+tty_status=0
+wait "$tty_pid" || tty_status=$?
+exec {tty_w}>&-
+wait_until 120 bash -c "! kill -0 $big_pid"
+big_status=0
+wait "$big_pid" || big_status=$?
+# Every line is in the log before the workload is asked to end (the shim
+# may drop a container's last line when it exits).
+wait_until 120 lines_at_least "$LINES"
+"${CTR[@]}" task kill -s SIGTERM "$STREAMS_CID" >/dev/null 2>&1
+wait_until 30 task_gone_or_stopped "$STREAMS_CID"
+# ctr says a task's exit code only in a warning ("exit with non-zero exit code N").
+entry_status=$("${CTR[@]}" task rm "$STREAMS_CID" 2>&1 | sed -n 's/.*non-zero exit code \([0-9]*\).*/\1/p')
+entry_status=${entry_status:-0}
+"${CTR[@]}" containers rm "$STREAMS_CID" >/dev/null 2>&1
+lines_seen=$(log_lines)
+log "rolling update: the daemon's pod replaced in ${update_ms} ms; entrypoint lines ${lines_before} before, ${lines_seen} of $LINES in all; kubectl exec -i ${big_before} of $((256 << 20)) bytes before, $(stat -c %s "$T/big.out") after; ${keepers_before} keepers ran in the pod; the entrypoint's container exited $entry_status"
+check "every line of the entrypoint arrived, in order, once ($LINES)" \
+  bash -c "diff <(grep '^line-' $T/logs/$STREAMS_CID.log) <(seq 0 $((LINES - 1)) | sed 's/^/line-/') | head -5; exit \${PIPESTATUS[0]}"
+check "the entrypoint's container exits with its workload's status (7)" test "$entry_status" = 7
+check "kubectl exec -i: all 256 MiB through cat, byte exact, exit 0" \
+  bash -c "cmp $T/big.in $T/big.out && test $big_status = 0 || { cat $T/big.err; echo status $big_status; exit 1; }"
+check "kubectl exec -t: the shell answers input sent after the update and exits 5" \
+  bash -c "grep -q got-two $T/tty.out && test $tty_status = 5 || { cat $T/tty.out; echo status $tty_status; exit 1; }"
+no_keepers() { [[ $(count_keepers "$STREAMS_UID") == 0 ]]; }
+check "no keeper is left once the sessions ended" wait_until 10 no_keepers
+rm -f "$T/big.in" "$T/big.out"
 
 log "provider start to consumer workload running, 10 times"
 times=()
