@@ -66,10 +66,13 @@ ABSL_FLAG(std::string, peer_pidfd, "auto",
           "kernels)");
 ABSL_FLAG(std::string, pod_rootfs, sc::kDefaultPodRootfsPath,
           "where pods see their instance's rootfs, in their own mount namespace");
-ABSL_FLAG(int, max_execs, 1024, "most concurrent Exec sessions in total");
-ABSL_FLAG(int, max_execs_per_pod, 64, "most concurrent Exec sessions per pod");
+ABSL_FLAG(int, max_execs, 1024,
+          "most Exec calls at once in total: streaming sessions and starts (a by-reference "
+          "session holds nothing of the daemon's once started)");
+ABSL_FLAG(int, max_execs_per_pod, 64, "most Exec calls at once per pod, counted as --max_execs");
 ABSL_FLAG(absl::Duration, exec_kill_grace, absl::Seconds(5),
-          "after a client disconnects: SIGHUP, SIGTERM, then SIGKILL after this grace");
+          "after a client disconnects (a by-reference session's: the keeper's): SIGHUP, SIGTERM, "
+          "then SIGKILL after this grace");
 
 namespace {
 
