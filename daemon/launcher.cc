@@ -27,11 +27,12 @@
 #include "absl/strings/str_split.h"
 #include "daemon/clone_on_stack.h"
 #include "daemon/fs_util.h"
-#include "daemon/keeper.h"
 #include "daemon/launch_watch.h"
 #include "daemon/pid_init.h"
 #include "daemon/proc_mount.h"
+#include "daemon/session_binary.h"
 #include "daemon/syscalls.h"
+#include "session/keeper.h"
 
 namespace sc {
 namespace {
@@ -186,7 +187,7 @@ struct Report {
 struct Plan {
   const LaunchSpec* spec;
   int status_fd;
-  int self_exe_fd = -1;          // the daemon's binary, for an operator exec's init
+  int self_exe_fd = -1;          // the session binary: an operator exec's init, a keeper
   int daemon_life_fd = -1;       // the read end of DaemonLifePipe(), for that init
   std::atomic<int> init_pid{0};  // that init, written by the kernel
   // The intermediate's, the workload's (without a keeper) or the keeper's
@@ -641,18 +642,6 @@ void Reap(pid_t pid) {
   }
 }
 
-// The daemon's own binary, opened once: what an operator exec's pid 1 runs
-// (pid_init.h), the same file also once the binary on disk is replaced.
-absl::StatusOr<int> SelfExeFd() {
-  static std::atomic<int> self_exe{-1};
-  if (int fd = self_exe.load(); fd >= 0) return fd;
-  UniqueFd fd(open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
-  if (!fd) return ErrnoStatus(errno, "open /proc/self/exe (for the pid 1 of an operator's exec)");
-  int expected = -1;
-  if (!self_exe.compare_exchange_strong(expected, fd.get())) return expected;  // another thread's
-  return fd.release();
-}
-
 // A pipe whose write end only the daemon holds (close-on-exec, so no child
 // keeps it past its execve): its EOF tells an operator exec's init that the
 // daemon is gone. Made once; -1 on failure.
@@ -731,9 +720,9 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
     return absl::InternalError("a keeper needs the caller's namespaces and cgroups");
   }
   if (spec.namespaces == nullptr || kept) {
-    absl::StatusOr<int> self_exe = SelfExeFd();
-    if (!self_exe.ok()) return self_exe.status();
-    plan.self_exe_fd = *self_exe;
+    absl::StatusOr<int> session_binary = SessionBinaryFd();
+    if (!session_binary.ok()) return session_binary.status();
+    plan.self_exe_fd = *session_binary;
   }
   if (spec.namespaces == nullptr) {
     plan.daemon_life_fd = DaemonLifePipe();

@@ -17,10 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "common/defaults.h"
 #include "daemon/config.h"
-#include "daemon/keeper.h"
 #include "daemon/mounts.h"
 #include "daemon/peer.h"
-#include "daemon/pid_init.h"
 #include "daemon/server.h"
 #include "spdlog/spdlog.h"
 
@@ -92,10 +90,6 @@ gid_t ParseGroup(const std::string& group) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 1 && std::strcmp(argv[0], sc::kPidNamespaceInitName) == 0) {
-    sc::PidNamespaceInitMain();
-  }
-  if (argc >= 1 && std::strcmp(argv[0], sc::kKeeperName) == 0) sc::KeeperMain(argc, argv);
   // Exec output moves in messages of up to 1 MiB (exec_service.cc), each
   // block allocated and freed once or twice on its way. With glibc's default
   // thresholds such blocks come from mmap or the heap is trimmed after them,

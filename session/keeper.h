@@ -1,10 +1,11 @@
-#ifndef DAEMON_KEEPER_H_
-#define DAEMON_KEEPER_H_
+#ifndef SESSION_KEEPER_H_
+#define SESSION_KEEPER_H_
 
 // A by-reference session's keeper (StdioByReference in mounthelper.proto):
 // the parent of the workload in place of the daemon, so that the session
-// does not depend on the daemon once it has started. It is the daemon's own
-// binary, exec'd under the name below by the launch (launcher.cc), in the
+// does not depend on the daemon once it has started. It is the session
+// binary (session/main.cc), exec'd under the name below by the launch
+// (daemon/launcher.cc), in the
 // caller's cgroups (charged to the pod and ended with it) and the node's pid
 // namespace (reparented to the node's reaper, not to anything in the
 // daemon's pod, whose processes a DaemonSet rollout kills). It keeps
@@ -35,9 +36,9 @@ inline constexpr int kKeeperRelayInFd = 7;
 inline constexpr int kKeeperRelayOutFd = 8;
 inline constexpr int kKeeperFdCount = 9;  // 0-2 are /dev/null's
 
-// daemon/main.cc calls it when argv[0] is kKeeperName. Never returns.
+// session/main.cc calls it when argv[0] is kKeeperName. Never returns.
 [[noreturn]] void KeeperMain(int argc, char** argv);
 
 }  // namespace sc
 
-#endif  // DAEMON_KEEPER_H_
+#endif  // SESSION_KEEPER_H_

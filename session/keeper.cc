@@ -1,4 +1,4 @@
-#include "daemon/keeper.h"
+#include "session/keeper.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
