@@ -9,15 +9,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/exec_session.h"
 #include "daemon/fs_util.h"
 #include "daemon/syscalls.h"
 
 namespace sc {
 namespace {
-
-// Larger than any fd table the kernel allows (fs.nr_open is at most 2^30,
-// 2^20 by default): a number past it is a mistake, not an fd.
-constexpr int kMaxFdNumber = 1 << 20;
 
 enum class Access { kRead, kWrite };
 
@@ -31,13 +28,18 @@ bool IsDaemonAddress(const sockaddr_un& addr, socklen_t len, const std::string& 
 absl::StatusOr<UniqueFd> TakeOne(const Peer& peer, const char* field, int number, Access access,
                                  bool pipe_only, const std::string& daemon_socket) {
   auto what = [&] { return absl::StrCat("by_reference.", field, " (fd ", number, ")"); };
-  if (number < 0 || number >= kMaxFdNumber) {
+  // ValidateExecStart refuses these first; kept for any other caller.
+  if (number < 0 || number >= kMaxCallerFd) {
     return absl::InvalidArgumentError(
         absl::StrCat("by_reference.", field, ": ", number, " is not an fd number"));
   }
   UniqueFd fd(PidfdGetfd(peer.pidfd(), number, 0));
   if (!fd) {
     int err = errno;
+    // Before Linux 6.9 an exiting caller whose fd table is already gone (a
+    // zombie, say) gives EBADF for every number, not ESRCH: that is the
+    // caller's exit, not a wrong number.
+    if (err == EBADF && !peer.CheckAlive().ok()) err = ESRCH;
     if (err == EBADF) {
       return absl::InvalidArgumentError(
           absl::StrCat(what(), " is not open in the caller (pid ", peer.pid(), ")"));

@@ -84,7 +84,11 @@ absl::StatusOr<std::string> CgroupDirFor(const CgroupLine& line,
 
 absl::StatusOr<CgroupHandles> OpenPeerCgroups(const Peer& peer) {
   absl::StatusOr<std::string> content = ReadFileAt(peer.proc_dir(), "cgroup", 64 * 1024);
-  if (!content.ok()) return content.status();
+  if (!content.ok()) {
+    // The caller's exit, if that is why (its /proc entries go with it).
+    if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
+    return content.status();
+  }
   absl::StatusOr<std::vector<CgroupLine>> lines = ParseCgroupFile(*content);
   if (!lines.ok()) return lines.status();
   UniqueFd self_proc(open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC));

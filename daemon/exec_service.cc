@@ -121,7 +121,12 @@ class SessionSlot {
 absl::StatusOr<std::pair<UniqueFd, UniqueFd>> OpenPodRootfs(const Peer& peer,
                                                             const std::string& path) {
   UniqueFd root(openat(peer.proc_dir(), "root", O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root) return ErrnoStatus(errno, "open the caller's root (/proc/<pid>/root)");
+  if (!root) {
+    int err = errno;
+    // ENOENT or ESRCH once the caller has exited (a zombie has no root).
+    if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
+    return ErrnoStatus(err, "open the caller's root (/proc/<pid>/root)");
+  }
   open_how how{};
   how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace sc {
@@ -61,6 +63,24 @@ absl::Status ValidateExecStart(const v1::ExecStart& start) {
   }
   if (start.has_user() && start.user().groups_size() > 64) {
     return absl::InvalidArgumentError("at most 64 supplementary groups");
+  }
+  if (start.has_by_reference()) {
+    // Every field, stderr_fd with a tty too (it is unused then, and 0 is
+    // what an unset one reads as): a number no fd table holds is a mistake
+    // of the client's, whatever the mode.
+    const v1::StdioByReference& ref = start.by_reference();
+    const std::pair<const char*, int32_t> fields[] = {
+        {"stdin_fd", ref.stdin_fd()},     {"stdout_fd", ref.stdout_fd()},
+        {"stderr_fd", ref.stderr_fd()},   {"status_fd", ref.status_fd()},
+        {"control_fd", ref.control_fd()},
+    };
+    for (const auto& [field, number] : fields) {
+      if (number < 0 || number >= kMaxCallerFd) {
+        return absl::InvalidArgumentError(absl::StrCat("by_reference.", field, ": ", number,
+                                                       " is not an fd number (0 to ",
+                                                       kMaxCallerFd - 1, ")"));
+      }
+    }
   }
   return absl::OkStatus();
 }

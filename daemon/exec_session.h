@@ -19,9 +19,14 @@ inline constexpr size_t kMaxStdinChunk = 1 << 20;  // per message, as the proto 
 inline constexpr size_t kMaxArgs = 4096;           // argv + env entries
 inline constexpr size_t kMaxArgBytes = 1 << 20;    // their total size
 inline constexpr size_t kMaxPathBytes = 4096;
+// One past the largest fd number a by-reference start may name: the kernel's
+// default fs.nr_open (2^20). A number past it is a client's mistake, refused
+// before any system call sees it.
+inline constexpr int kMaxCallerFd = 1 << 20;
 
 // Checks an ExecStart for what no kernel call should ever see: empty argv, NUL
-// bytes, env entries without '=', relative or oversized paths, absurd sizes.
+// bytes, env entries without '=', relative or oversized paths, absurd sizes,
+// by-reference fd numbers outside 0..kMaxCallerFd-1.
 absl::Status ValidateExecStart(const v1::ExecStart& start);
 
 // The client's half of a session after `start`: turns each message into what

@@ -15,7 +15,12 @@ namespace {
 absl::StatusOr<UniqueFd> OpenNs(const Peer& peer, const char* name) {
   std::string rel = absl::StrCat("ns/", name);
   UniqueFd fd(openat(peer.proc_dir(), rel.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return ErrnoStatus(errno, absl::StrCat("open the caller's /proc/<pid>/", rel));
+  if (!fd) {
+    int err = errno;
+    // ENOENT or ESRCH once the caller has exited (a zombie has no ns).
+    if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
+    return ErrnoStatus(err, absl::StrCat("open the caller's /proc/<pid>/", rel));
+  }
   return fd;
 }
 

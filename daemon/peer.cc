@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -308,6 +309,13 @@ absl::Status Peer::Classify() {
 
 absl::Status Peer::CheckAlive() const {
   if (!pidfd_) return absl::FailedPreconditionError("the peer process is not pinned");
+  // A pidfd is readable once its process has exited, reaped or not; signal
+  // 0 still reaches a zombie, whose /proc/<pid>/root, ns and fds are gone.
+  pollfd exited{pidfd_.get(), POLLIN, 0};
+  if (poll(&exited, 1, 0) == 1 && (exited.revents & POLLIN) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the calling process (pid ", pid_, ") has exited"));
+  }
   if (PidfdSendSignal(pidfd_.get(), 0, nullptr, 0) != 0) {
     if (errno == ESRCH) {
       return absl::FailedPreconditionError(

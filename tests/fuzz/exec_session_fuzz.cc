@@ -1,7 +1,8 @@
 // The client's messages of an Exec stream are hostile bytes: the session's
 // state machine must never turn them into an action the protocol forbids.
 // Input: one byte of flags (bit 0: tty), then records of a 2-byte length and
-// that many bytes of a serialized ExecRequest.
+// that many bytes of a serialized ExecRequest (start.by_reference included:
+// corpus/exec_session/by-reference-*).
 #include <signal.h>
 
 #include <cstddef>
@@ -36,6 +37,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (const std::string& e : start.env()) {
           if (e.find('=') == std::string::npos || e.find('\0') != std::string::npos) {
             __builtin_trap();
+          }
+        }
+        // A by-reference start that passes names only fd numbers a
+        // table can hold: pidfd_getfd never sees a negative or huge one.
+        if (start.has_by_reference()) {
+          const auto& ref = start.by_reference();
+          for (int fd : {ref.stdin_fd(), ref.stdout_fd(), ref.stderr_fd(), ref.status_fd(),
+                         ref.control_fd()}) {
+            if (fd < 0 || fd >= sc::kMaxCallerFd) __builtin_trap();
           }
         }
       }

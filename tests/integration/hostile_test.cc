@@ -951,6 +951,38 @@ TEST_CASE(
        [&](Caller& c) { return Exec(c, {Start({"true"}, victim)}); },
        StatusCode::PERMISSION_DENIED,
        "a pod execs only into the rootfs mounted into it: leave instance empty"},
+      // ----------------------- exec: stdio by reference (by_reference_test.cc
+      // has the rows that need files at known numbers in the caller)
+      {"a pod's by-reference start naming an fd it does not have open", &in_pod,
+       [&](Caller& c) {
+         return Exec(c, {Start({"true"}, none, [](v1::ExecStart& s) {
+                           v1::StdioByReference* r = s.mutable_by_reference();
+                           r->set_stdin_fd(1000);
+                           r->set_stdout_fd(1);
+                           r->set_stderr_fd(2);
+                         })});
+       },
+       StatusCode::INVALID_ARGUMENT, "by_reference.stdin_fd (fd 1000) is not open in the caller"},
+      {"a pod's by-reference start with a negative fd number", &pod_user,
+       [&](Caller& c) {
+         return Exec(c, {Start({"true"}, none, [](v1::ExecStart& s) {
+                           s.mutable_by_reference()->set_stdout_fd(-1);
+                         })});
+       },
+       StatusCode::INVALID_ARGUMENT, "by_reference.stdout_fd: -1 is not an fd number (0 to 1048575)"},
+      {"a pod's by-reference start with an fd number past any fd table", &in_pod,
+       [&](Caller& c) {
+         return Exec(c, {Start({"true"}, none, [](v1::ExecStart& s) {
+                           s.mutable_by_reference()->set_status_fd(1 << 20);
+                         })});
+       },
+       StatusCode::INVALID_ARGUMENT, "by_reference.status_fd: 1048576 is not an fd number"},
+      {"an operator asks for stdio by reference", &op,
+       [&](Caller& c) {
+         return Exec(c, {Start({"true"}, box, [](v1::ExecStart& s) { s.mutable_by_reference(); })});
+       },
+       StatusCode::INVALID_ARGUMENT,
+       "stdio by reference is for pod callers: an operator's session streams"},
       {"a pod's rootfs_path that it has not mounted", &in_pod,
        [&](Caller& c) {
          return Exec(c, {Start({"true"}, none, [](v1::ExecStart& s) { s.set_rootfs_path("/nope"); })});

@@ -5,6 +5,10 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
+#include <climits>
+#include <cstdint>
+#include <functional>
+#include <string>
 
 #include "daemon/cgroup_join.h"
 #include "daemon/launcher.h"
@@ -68,6 +72,60 @@ TEST_CASE("ValidateExecStart accepts a plain start and refuses hostile ones", "[
     s.mutable_window_size()->set_rows(70000);
     CHECK(absl::IsInvalidArgument(ValidateExecStart(s)));
   }
+}
+
+TEST_CASE("ValidateExecStart refuses by-reference fd numbers no fd table holds",
+          "[exec][by_reference]") {
+  auto with = [](const std::function<void(v1::StdioByReference*)>& tweak) {
+    v1::ExecStart s = ValidStart();
+    v1::StdioByReference* ref = s.mutable_by_reference();
+    ref->set_stdin_fd(0);
+    ref->set_stdout_fd(1);
+    ref->set_stderr_fd(2);
+    ref->set_status_fd(5);
+    ref->set_control_fd(6);
+    tweak(ref);
+    return ValidateExecStart(s);
+  };
+  // What sc-exec sends, an unset message (every field 0) and the extremes.
+  CHECK(with([](v1::StdioByReference*) {}).ok());
+  {
+    v1::ExecStart s = ValidStart();
+    s.mutable_by_reference();
+    CHECK(ValidateExecStart(s).ok());
+  }
+  CHECK(with([](v1::StdioByReference* r) { r->set_control_fd(kMaxCallerFd - 1); }).ok());
+  CHECK(kMaxCallerFd == 1048576);
+
+  struct Bad {
+    std::function<void(v1::StdioByReference*)> tweak;
+    std::string message;
+  };
+  const Bad bad[] = {
+      {[](v1::StdioByReference* r) { r->set_stdin_fd(-1); },
+       "by_reference.stdin_fd: -1 is not an fd number (0 to 1048575)"},
+      {[](v1::StdioByReference* r) { r->set_stdout_fd(kMaxCallerFd); },
+       "by_reference.stdout_fd: 1048576 is not an fd number (0 to 1048575)"},
+      {[](v1::StdioByReference* r) { r->set_stderr_fd(INT32_MIN); },
+       "by_reference.stderr_fd: -2147483648 is not an fd number"},
+      {[](v1::StdioByReference* r) { r->set_status_fd(INT32_MAX); },
+       "by_reference.status_fd: 2147483647 is not an fd number"},
+      {[](v1::StdioByReference* r) { r->set_control_fd(-2); },
+       "by_reference.control_fd: -2 is not an fd number"},
+  };
+  for (const Bad& b : bad) {
+    absl::Status s = with(b.tweak);
+    INFO(s.ToString());
+    CHECK(absl::IsInvalidArgument(s));
+    CHECK(std::string(s.message()).find(b.message) != std::string::npos);
+  }
+  // With a terminal stderr is unused; a number out of range is still refused.
+  v1::ExecStart tty = ValidStart();
+  tty.set_tty(true);
+  tty.mutable_by_reference()->set_stderr_fd(-1);
+  CHECK(absl::IsInvalidArgument(ValidateExecStart(tty)));
+  // Without by_reference nothing of it is looked at.
+  CHECK_FALSE(ValidStart().has_by_reference());
 }
 
 TEST_CASE("ExecInput turns messages into actions and enforces the protocol", "[exec]") {
