@@ -18,6 +18,8 @@ import sys
 LINE = re.compile(r"^(?:\d+\.\d+ )?([a-z_0-9]+)\((.*)")
 RESUMED = re.compile(r"^(?:\d+\.\d+ )?<\.\.\. ([a-z_0-9]+) resumed>(.*)")
 CLONE_RESULT = re.compile(r"=\s+(\d+)\s*$")
+# "+++ exited with 0 +++", "+++ killed by SIGKILL +++": the process is gone.
+GONE = re.compile(r"^(?:\d+\.\d+ )?\+\+\+ ")
 CLONES = {"clone", "clone3", "fork", "vfork"}
 EXITS = {"exit", "exit_group"}
 
@@ -34,6 +36,9 @@ def main():
     def events(pid):
         with open(files[pid], errors="replace") as f:
             for line in f:
+                if GONE.match(line):
+                    yield "+++", line.rstrip("\n")
+                    continue
                 m = LINE.match(line) or RESUMED.match(line)
                 if m:
                     yield m.group(1), line.rstrip("\n")
@@ -61,6 +66,11 @@ def main():
                     started = True
                     continue
                 continue
+            if name == "+++":
+                # Gone, also without an exit call (killed by a signal, as a
+                # simulated pod's teardown kills a session's keeper): what
+                # follows in the file is the next owner of the pid.
+                break
             if name == "execve" and is_child and "= 0" in line:
                 counts[name] += 1
                 break  # the workload's own filter takes over
