@@ -246,7 +246,9 @@ def coverage(args, ci):
         # provide tests make those calls once; the loops took half the
         # suite's time, and under strace five minutes of CI).
         # One Catch2 spec: its terms are ANDed; "~[.]" keeps hidden tests out.
-        spec = '~[load] ~[fault] ~"exec: a slow reader*" ~"exec: 50 concurrent sessions*" ~[.]'
+        # [restart] repeats what the exec tests do, around a SIGKILL.
+        spec = ('~[load] ~[fault] ~[restart] ~"exec: a slow reader*" '
+                '~"exec: 50 concurrent sessions*" ~[.]')
         subprocess.run(["strace", "-f", "-ff", "-qq", "-o", os.path.join(trace_dir, "t"), args.integration, spec],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900, env=env)
         p = subprocess.run([sys.executable, os.path.join(SECCOMP_DIR, "strace_syscalls.py"), trace_dir],
