@@ -35,7 +35,8 @@ source scripts/lib/vm/image.sh
 # and without layers by fd, half-done prepares, release leaving nothing
 # mounted, symlink swaps, the provider), peers and pid reuse, exec from a pod
 # (status, byte-exact stdio, signals, tty, namespaces, cgroup, capabilities,
-# non-root, /proc, a restart under an entrypoint), seccomp, and the escape
+# non-root, /proc, stdio by reference and its hostile fds (pidfd_getfd), a
+# SIGKILLed daemon under running sessions), seccomp, and the escape
 # cases that depend on the kernel (another pod's rootfs, .. and symlinks,
 # setuid, mount and namespaces inside, devices). Left to --long: load,
 # faults, limits, policy cases that no kernel feature decides (authz,
@@ -50,7 +51,8 @@ default_tests=(
   '"exec: a non-root caller runs as itself"' '"exec: a pod reaches only its own rootfs"'
   '"exec: a terminal sees its size change"' '"exec: signals are forwarded*"'
   "\"a workload's /proc shows its pod's processes only\""
-  '"sc-exec --entrypoint keeps its workload through a daemon restart"'
+  '"restart: SIGKILL of the daemon is invisible to running by-reference sessions"'
+  '[by_reference]'
   '"sc-exec --provide prepares on start and releases on SIGTERM"'
   "\"escape: a pod cannot exec into another pod's instance\""
   '"escape: .. and symlinks in the rootfs lead back into it"'
