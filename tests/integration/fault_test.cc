@@ -140,26 +140,29 @@ struct LiveSession {
   std::unique_ptr<PipedProcess> client;
 };
 
+// Streamed (--stream): a daemon restart drops such a session, and its
+// sc-exec must stop what it started. By-reference sessions live on through
+// a restart (restart_test.cc).
 LiveSession StartSession(InstanceNode& node, const SimulatedPod& pod, int kind) {
   LiveSession s;
   s.marker = "sc-fault-" + RandomHex(12);
   std::vector<std::string> sc;
   switch (kind % 5) {
     case 0:  // a plain long-running process
-      sc = node.ScExec({"sh", "-c", "echo ready; exec sleep 1000", s.marker});
+      sc = node.ScExec({"--stream", "sh", "-c", "echo ready; exec sleep 1000", s.marker});
       break;
     case 1:  // a background child in the session's process group
-      sc = node.ScExec({"sh", "-c", "sleep 1000 & echo ready; wait", s.marker});
+      sc = node.ScExec({"--stream", "sh", "-c", "sleep 1000 & echo ready; wait", s.marker});
       break;
     case 2:  // deaf to SIGHUP and SIGTERM: only SIGKILL ends it
-      sc = node.ScExec(
-          {"sh", "-c", "trap '' HUP TERM; echo ready; while :; do sleep 1; done", s.marker});
+      sc = node.ScExec({"--stream", "sh", "-c",
+                        "trap '' HUP TERM; echo ready; while :; do sleep 1; done", s.marker});
       break;
     case 3:  // reads stdin, which stays open
-      sc = node.ScExec({"sh", "-c", "echo ready; exec cat", s.marker});
+      sc = node.ScExec({"--stream", "sh", "-c", "echo ready; exec cat", s.marker});
       break;
     default:  // on a terminal
-      sc = node.ScExec({"--tty", "sh", "-c", "echo ready; sleep 1000", s.marker});
+      sc = node.ScExec({"--stream", "--tty", "sh", "-c", "echo ready; sleep 1000", s.marker});
       break;
   }
   std::vector<std::string> argv = pod.ExecPrefix();
@@ -189,7 +192,7 @@ void CheckNoOrphans(const std::vector<std::unique_ptr<SimulatedPod>>& pods,
 
 }  // namespace
 
-TEST_CASE("fault: SIGKILL with 20 live exec sessions leaves no orphan in any pod", "[fault]") {
+TEST_CASE("fault: SIGKILL with 20 live streamed sessions leaves no orphan in any pod", "[fault]") {
   SC_REQUIRE_ROOT();
   InstanceNode node;
   REQUIRE_OK(node.Prepare("web"));
