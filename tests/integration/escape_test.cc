@@ -464,8 +464,21 @@ TEST_CASE("escape: the launched process holds no fd of the daemon", "[escape]") 
       REQUIRE(PollUntil([&] { return (pid = WorkloadWith(*node.daemon, marker)) > 0; },
                         milliseconds(15000)));
       std::map<int, std::string> fds = FdsOf(pid);
+      // The daemon drops its copies of the caller's fds once the launch
+      // returns, a moment after the workload runs.
       std::set<std::string> daemon_targets;
-      for (const auto& [fd, target] : FdsOf(node.daemon->pid())) daemon_targets.insert(target);
+      PollUntil(
+          [&] {
+            daemon_targets.clear();
+            for (const auto& [fd, target] : FdsOf(node.daemon->pid())) {
+              daemon_targets.insert(target);
+            }
+            for (const auto& [fd, target] : fds) {
+              if (daemon_targets.count(target) != 0) return false;
+            }
+            return true;
+          },
+          milliseconds(5000));
       INFO("workload " << pid);
       CHECK(fds.size() == 3);
       for (const auto& [fd, target] : fds) {
