@@ -334,6 +334,18 @@ class Workload {
   bool reaped_ = false;
 };
 
+// A command that could not be executed (126) or was not found (127): its
+// exit message, and the session's audit details.
+void ReportExecFailed(const LaunchResult& launched, ExecStream* stream, Details* details) {
+  v1::ExecResponse response;
+  v1::ExecExit* exit = response.mutable_exit();
+  exit->set_exit_code(launched.exit_code);
+  exit->set_message(launched.message);
+  stream->Write(response);
+  details->emplace_back("exit", absl::StrCat("exited ", launched.exit_code));
+  details->emplace_back("message", launched.message);
+}
+
 }  // namespace
 
 void MountHelperService::ServeExecRaw() {
@@ -600,12 +612,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     details.emplace_back("keeper_pid", absl::StrCat(launched->keeper_pid));
     v1::ExecResponse response;
     if (launched->exec_failed) {
-      v1::ExecExit* exit = response.mutable_exit();
-      exit->set_exit_code(launched->exit_code);
-      exit->set_message(launched->message);
-      stream->Write(response);
-      details.emplace_back("exit", absl::StrCat("exited ", launched->exit_code));
-      details.emplace_back("message", launched->message);
+      ReportExecFailed(*launched, stream, &details);
       return Finish(kMethod, peer, absl::OkStatus(), details);
     }
     details.emplace_back("event", "started");
@@ -627,13 +634,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   if (!launched.ok()) return Finish(kMethod, peer, launched.status(), details);
 
   if (launched->exec_failed) {
-    v1::ExecResponse response;
-    v1::ExecExit* exit = response.mutable_exit();
-    exit->set_exit_code(launched->exit_code);
-    exit->set_message(launched->message);
-    stream->Write(response);
-    details.emplace_back("exit", absl::StrCat("exited ", launched->exit_code));
-    details.emplace_back("message", launched->message);
+    ReportExecFailed(*launched, stream, &details);
     return Finish(kMethod, peer, absl::OkStatus(), details);
   }
 

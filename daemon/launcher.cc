@@ -478,6 +478,27 @@ SC_CLONE_CHILD_CODE void FormatPid(long value, char* out, size_t size) {
   out[i] = '\0';
 }
 
+// StartChild straight into the caller's v2 cgroup (CLONE_INTO_CGROUP) where
+// there is one; on an older kernel, or where the cgroup refuses it, a plain
+// start, and the child writes cgroup.procs itself (start->in_cgroup_v2).
+long StartInCgroup(CloneArgs* args, const CgroupHandles* cgroups, uint64_t stack,
+                   uint64_t stack_size, int (*fn)(void*), WorkloadStart* start) {
+  start->in_cgroup_v2 = false;
+  if (cgroups != nullptr && cgroups->v2_dir) {
+    args->flags |= kCloneIntoCgroup;
+    args->cgroup = static_cast<uint64_t>(cgroups->v2_dir.get());
+    start->in_cgroup_v2 = true;
+  }
+  long pid = StartChild(args, stack, stack_size, fn, start);
+  if (pid < 0 && start->in_cgroup_v2) {
+    args->flags &= ~kCloneIntoCgroup;
+    args->cgroup = 0;
+    start->in_cgroup_v2 = false;
+    pid = StartChild(args, stack, stack_size, fn, start);
+  }
+  return pid;
+}
+
 // The keeper, before it is one (keeper.h): joins the caller's cgroups, enters
 // its pid namespace for its children only, starts the workload as its own
 // child and execs the daemon's binary in the keeper's role. It stays in the
@@ -548,18 +569,7 @@ SC_CLONE_CHILD_CODE int KeeperChildMain(void* arg) {
   args.parent_tid = reinterpret_cast<uint64_t>(&p.pids[1]);
   args.exit_signal = SIGCHLD;
   WorkloadStart start{&p, false};
-  if (s.cgroups->v2_dir) {
-    args.flags |= kCloneIntoCgroup;
-    args.cgroup = static_cast<uint64_t>(s.cgroups->v2_dir.get());
-    start.in_cgroup_v2 = true;
-  }
-  long pid = StartChild(&args, p.keeper_stack, p.stack_size, KeeperChildMain, &start);
-  if (pid < 0 && start.in_cgroup_v2) {
-    args.flags &= ~kCloneIntoCgroup;
-    args.cgroup = 0;
-    start.in_cgroup_v2 = false;
-    pid = StartChild(&args, p.keeper_stack, p.stack_size, KeeperChildMain, &start);
-  }
+  long pid = StartInCgroup(&args, s.cgroups, p.keeper_stack, p.stack_size, KeeperChildMain, &start);
   if (pid < 0) Fail(p, kStepKeeper);
   // The keeper has exec'd (or failed and said so): it is orphaned now, and
   // the node's reaper takes it over.
@@ -607,20 +617,7 @@ SC_CLONE_CHILD_CODE int KeeperChildMain(void* arg) {
   args.flags = CLONE_PARENT | CLONE_PARENT_SETTID;
   args.parent_tid = reinterpret_cast<uint64_t>(&p.pids[1]);
   WorkloadStart start{&p, false};
-  if (s.cgroups != nullptr && s.cgroups->v2_dir) {
-    args.flags |= kCloneIntoCgroup;
-    args.cgroup = static_cast<uint64_t>(s.cgroups->v2_dir.get());
-    start.in_cgroup_v2 = true;
-  }
-  long pid = StartChild(&args, p.workload_stack, p.stack_size, WorkloadMain, &start);
-  if (pid < 0 && start.in_cgroup_v2) {
-    // Older kernel, or the cgroup refuses CLONE_INTO_CGROUP: the workload
-    // writes cgroup.procs itself instead.
-    args.flags &= ~kCloneIntoCgroup;
-    args.cgroup = 0;
-    start.in_cgroup_v2 = false;
-    pid = StartChild(&args, p.workload_stack, p.stack_size, WorkloadMain, &start);
-  }
+  long pid = StartInCgroup(&args, s.cgroups, p.workload_stack, p.stack_size, WorkloadMain, &start);
   if (pid < 0) Fail(p, kStepClone);
   // With CLONE_VFORK the workload has exec'd or exited by now.
   Send(p.status_fd, kHostPid, 0, 0, static_cast<int32_t>(pid));

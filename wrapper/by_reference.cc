@@ -79,21 +79,7 @@ int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& option
 
   v1::ExecRequest first;
   v1::ExecStart* start = first.mutable_start();
-  for (const std::string& a : options.argv) start->add_argv(a);
-  for (const std::string& e : options.env) start->add_env(e);
-  start->set_working_dir(options.workdir);
-  start->set_working_dir_inherited(options.workdir_inherited);
-  start->set_rootfs_path(options.rootfs_path);
-  start->set_tty(options.tty);
-  if (options.tty) {
-    winsize size{};
-    if (TerminalSize(0, &size) || TerminalSize(1, &size)) {
-      start->mutable_window_size()->set_rows(size.ws_row);
-      start->mutable_window_size()->set_cols(size.ws_col);
-      start->mutable_window_size()->set_x_pixels(size.ws_xpixel);
-      start->mutable_window_size()->set_y_pixels(size.ws_ypixel);
-    }
-  }
+  FillExecStart(options, start);
   v1::StdioByReference* ref = start->mutable_by_reference();
   ref->set_stdin_fd(0);
   ref->set_stdout_fd(1);

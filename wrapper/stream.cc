@@ -120,6 +120,28 @@ void StopDroppedSession(pid_t leader, int pidfd) {
 
 }  // namespace
 
+void FillExecStart(const SessionOptions& options, v1::ExecStart* start) {
+  for (const std::string& a : options.argv) start->add_argv(a);
+  for (const std::string& e : options.env) start->add_env(e);
+  start->set_working_dir(options.workdir);
+  start->set_working_dir_inherited(options.workdir_inherited);
+  start->set_rootfs_path(options.rootfs_path);
+  if (!options.instance_name.empty()) {
+    start->mutable_instance()->set_namespace_(options.instance_ns);
+    start->mutable_instance()->set_name(options.instance_name);
+  }
+  start->set_tty(options.tty);
+  if (options.tty) {
+    winsize size{};
+    if (TerminalSize(0, &size) || TerminalSize(1, &size)) {
+      start->mutable_window_size()->set_rows(size.ws_row);
+      start->mutable_window_size()->set_cols(size.ws_col);
+      start->mutable_window_size()->set_x_pixels(size.ws_xpixel);
+      start->mutable_window_size()->set_y_pixels(size.ws_ypixel);
+    }
+  }
+}
+
 std::vector<std::string> PassedEnvironment(char** env) {
   std::vector<std::string> out;
   std::string socket_prefix = std::string(kSocketEnv) + "=";
@@ -178,26 +200,7 @@ int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
   auto& context = shared->context;
 
   v1::ExecRequest first;
-  v1::ExecStart* start = first.mutable_start();
-  for (const std::string& a : options.argv) start->add_argv(a);
-  for (const std::string& e : options.env) start->add_env(e);
-  start->set_working_dir(options.workdir);
-  start->set_working_dir_inherited(options.workdir_inherited);
-  start->set_rootfs_path(options.rootfs_path);
-  if (!options.instance_name.empty()) {
-    start->mutable_instance()->set_namespace_(options.instance_ns);
-    start->mutable_instance()->set_name(options.instance_name);
-  }
-  start->set_tty(options.tty);
-  if (options.tty) {
-    winsize size{};
-    if (TerminalSize(0, &size) || TerminalSize(1, &size)) {
-      start->mutable_window_size()->set_rows(size.ws_row);
-      start->mutable_window_size()->set_cols(size.ws_col);
-      start->mutable_window_size()->set_x_pixels(size.ws_xpixel);
-      start->mutable_window_size()->set_y_pixels(size.ws_ypixel);
-    }
-  }
+  FillExecStart(options, first.mutable_start());
   if (!stream->Write(RequestMessage(first))) {
     grpc::Status status = stream->Finish();
     std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),

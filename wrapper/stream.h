@@ -8,6 +8,8 @@
 
 namespace sc {
 
+namespace v1 = ::stoppablecontainer::mounthelper::v1;
+
 struct SessionOptions {
   std::vector<std::string> argv;
   std::vector<std::string> env;
@@ -30,6 +32,9 @@ struct SessionOptions {
 // control pipe and waits on the status pipe, so that the daemon may restart
 // meanwhile. Returns the exit code as RunSession does.
 int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& options);
+
+// The ExecStart both kinds of session send (by_reference left unset).
+void FillExecStart(const SessionOptions& options, v1::ExecStart* start);
 
 // Runs one Exec session: copies stdin to the stream and the stream to
 // stdout/stderr byte for byte, forwards signals (see signals.h) and window
