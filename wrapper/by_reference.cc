@@ -6,13 +6,17 @@
 // process runs, and nothing of the session notices.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "common/exit_codes.h"
 #include "common/keeper_wire.h"
@@ -67,6 +71,67 @@ bool ReadStatus(int fd, KeeperStatus* status) {
   return status->magic == kKeeperStatusMagic;
 }
 
+// Forwards signals and window sizes into the control pipe until the status
+// pipe gives the keeper's status (or EOF), then restores the terminal.
+// One thread: a signalfd for what BlockSignals blocked (the mask survives
+// execve), and, as PID 1 of its container, the reaping of orphans.
+int WaitForKeeper(int status_fd, bool tty, bool started, const grpc::Status& call) {
+  sigset_t set = HandledSignals();
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  UniqueFd signals(signalfd(-1, &set, SFD_CLOEXEC));
+  const bool pid1 = getpid() == 1;
+  KeeperStatus kept;
+  bool have_status = false;
+  while (true) {
+    pollfd fds[2] = {{status_fd, POLLIN, 0}, {signals.get(), POLLIN, 0}};
+    int n = poll(fds, signals ? 2 : 1, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo info{};
+      if (read(signals.get(), &info, sizeof(info)) == sizeof(info)) {
+        int sig = static_cast<int>(info.ssi_signo);
+        KeeperControl record;
+        if (sig == SIGCHLD) {
+          while (pid1 && waitpid(-1, nullptr, WNOHANG) > 0) {
+          }
+        } else if (sig == SIGWINCH) {
+          winsize size{};
+          if (tty && (TerminalSize(0, &size) || TerminalSize(1, &size))) {
+            record.type = KeeperControl::kResize;
+            record.rows = size.ws_row;
+            record.cols = size.ws_col;
+            record.x_pixels = size.ws_xpixel;
+            record.y_pixels = size.ws_ypixel;
+            SendControl(record);
+          }
+        } else {
+          record.type = KeeperControl::kSignal;
+          record.signal = sig;
+          SendControl(record);
+        }
+      }
+    }
+    if (fds[0].revents != 0) {
+      have_status = ReadStatus(status_fd, &kept);
+      break;
+    }
+  }
+  TracePoint("exit_status");
+  RestoreTerminal();
+  if (have_status) {
+    if (kept.code == CLD_EXITED) return kept.status & 0xff;
+    return 128 + kept.status;
+  }
+  if (started) {
+    std::fprintf(stderr, "sc-exec: the session's keeper ended without an exit status\n");
+    return kExitStreamBroken;
+  }
+  std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(call.error_code()),
+               call.error_message().c_str());
+  return kExitUnreachable;
+}
+
 }  // namespace
 
 int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& options) {
@@ -106,8 +171,9 @@ int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& option
     }
     SendControl(record);
   });
+  // Raw before the process can write: its first output must not meet this
+  // terminal's own line discipline.
   bool raw = options.tty && EnterRawMode(0);
-
   grpc::ClientContext context;
   auto stub = v1::MountHelper::NewStub(
       std::shared_ptr<grpc::ChannelInterface>(channel, [](grpc::ChannelInterface*) {}));
@@ -158,22 +224,43 @@ int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& option
   // Once started, the daemon is not needed: a refusal or a lost daemon before
   // `started` either left no keeper (EOF at once) or one that runs the
   // process (the daemon died between launching it and answering).
-  KeeperStatus kept;
-  bool have_status = (started || status.error_code() == grpc::StatusCode::UNAVAILABLE) &&
-                     ReadStatus(status_r.get(), &kept);
-  TracePoint("exit_status");
-  if (raw) RestoreTerminal();
-  if (have_status) {
-    if (kept.code == CLD_EXITED) return kept.status & 0xff;
-    return 128 + kept.status;
+  if (!started && status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+    if (raw) RestoreTerminal();
+    std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),
+                 status.error_message().c_str());
+    return kExitRefused;
   }
+  // Nothing of gRPC is needed any more: its connection (three fds in the
+  // daemon, counted in --max_connections_per_pod) and its threads (pids in
+  // the pod) go with an exec of this binary as a one-thread waiter.
   if (started) {
-    std::fprintf(stderr, "sc-exec: the session's keeper ended without an exit status\n");
-    return kExitStreamBroken;
+    std::string status_fd = std::to_string(status_r.get());
+    std::string control_fd = std::to_string(control_w.get());
+    const char* tty = options.tty ? "tty" : "pipes";
+    std::string terminal = SavedTerminal();
+    if (fcntl(status_r.get(), F_SETFD, 0) == 0 && fcntl(control_w.get(), F_SETFD, 0) == 0) {
+      char* argv[] = {const_cast<char*>("sc-exec"),
+                      const_cast<char*>(kWaiterFlag),
+                      status_fd.data(),
+                      control_fd.data(),
+                      const_cast<char*>(tty),
+                      terminal.data(),
+                      nullptr};
+      execve("/proc/self/exe", argv, environ);
+    }
+    // No exec (no /proc?): wait here, with gRPC's threads idle.
   }
-  std::fprintf(stderr, "sc-exec: Exec refused: %s: %s\n", CodeName(status.error_code()),
-               status.error_message().c_str());
-  return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitUnreachable : kExitRefused;
+  return WaitForKeeper(status_r.get(), options.tty, started, status);
+}
+
+int RunKeeperWaiter(int argc, char** argv) {
+  if (argc != 6) return kExitUsage;
+  AdoptSavedTerminal(argv[5]);
+  int status_fd = std::atoi(argv[2]);
+  g_control = std::atoi(argv[3]);
+  bool tty = std::strcmp(argv[4], "tty") == 0;
+  for (int fd : {status_fd, g_control}) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return WaitForKeeper(status_fd, tty, true, grpc::Status::OK);
 }
 
 }  // namespace sc

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -176,6 +177,9 @@ int main(int argc, char** argv) {
   sc::TracePoint("main");
   // First, before gRPC starts any thread: see signals.h.
   sc::BlockSignals();
+  if (argc >= 2 && std::strcmp(argv[1], sc::kWaiterFlag) == 0) {
+    Exit(sc::RunKeeperWaiter(argc, argv));
+  }
   sc::Options options;
   if (std::string error = sc::ParseCommandLine(argc, argv, &options); !error.empty()) {
     std::fprintf(stderr, "sc-exec: %s\nTry 'sc-exec --help'.\n", error.c_str());

@@ -6,9 +6,8 @@
 #include <thread>
 
 namespace sc {
-namespace {
 
-sigset_t HandledSet() {
+sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
   for (int sig : kForwardedSignals) sigaddset(&set, sig);
@@ -17,10 +16,8 @@ sigset_t HandledSet() {
   return set;
 }
 
-}  // namespace
-
 void BlockSignals() {
-  sigset_t set = HandledSet();
+  sigset_t set = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   // A closed stdout is reported as EPIPE and handled, not a silent death.
   signal(SIGPIPE, SIG_IGN);
@@ -28,7 +25,7 @@ void BlockSignals() {
 
 void StartSignalThread(std::function<void(int)> on_signal) {
   std::thread([on_signal = std::move(on_signal)] {
-    sigset_t set = HandledSet();
+    sigset_t set = HandledSignals();
     bool pid1 = getpid() == 1;
     while (true) {
       int sig = 0;

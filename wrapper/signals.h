@@ -10,6 +10,9 @@ namespace sc {
 // The signals sc-exec forwards to the process.
 inline constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
+// The forwarded signals, SIGWINCH and SIGCHLD: what BlockSignals blocks.
+sigset_t HandledSignals();
+
 // Blocks the forwarded signals, SIGWINCH and SIGCHLD in the calling thread,
 // and ignores SIGPIPE. Must run first in main(), before any thread exists,
 // so every thread (gRPC's included) inherits the mask and the signals reach

@@ -33,6 +33,13 @@ struct SessionOptions {
 // meanwhile. Returns the exit code as RunSession does.
 int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& options);
 
+// Once the process runs, RunByReference execs this binary as
+// `sc-exec <kWaiterFlag> STATUS_FD CONTROL_FD tty|pipes TERMINAL` (the state
+// to restore, SavedTerminal()), which main() hands
+// to RunKeeperWaiter: the rest of the session without gRPC.
+inline constexpr char kWaiterFlag[] = "--internal-keeper-wait";
+int RunKeeperWaiter(int argc, char** argv);
+
 // The ExecStart both kinds of session send (by_reference left unset).
 void FillExecStart(const SessionOptions& options, v1::ExecStart* start);
 

@@ -732,6 +732,43 @@ TEST_CASE("exec: session limits answer RESOURCE_EXHAUSTED", "[exec]") {
   CHECK(node.Exec({"true"}).exit_code == 0);
 }
 
+// Once its process runs, a by-reference sc-exec drops gRPC (it execs itself
+// as a one-thread waiter): its connection is closed, so the daemon holds
+// nothing of the session and --max_connections_per_pod does not bound how
+// many sessions a pod runs.
+TEST_CASE("exec: a running by-reference session holds nothing of the daemon's",
+          "[exec][by_reference]") {
+  SC_REQUIRE_ROOT();
+  ExecNode node({"--max_connections_per_pod=4"});
+  REQUIRE(node.pod->started());
+  REQUIRE(node.Exec({"true"}).exit_code == 0);
+  REQUIRE(WaitUntil([&] { return node.daemon.ChildCount() == 0; }, milliseconds(5000)));
+  const int fds_before = node.daemon.OpenFdCount();
+  std::vector<std::unique_ptr<Child>> sessions;
+  for (int i = 0; i < 8; ++i) {
+    sessions.push_back(std::make_unique<Child>(
+        node.Prefixed({"sh", "-c", "echo ready; read x; exit " + std::to_string(i)})));
+    INFO("session " << i << ": " << sessions.back()->output());
+    REQUIRE(sessions.back()->WaitFor("ready", milliseconds(15000)));
+  }
+  INFO("daemon fds before " << fds_before << ", now " << node.daemon.OpenFdCount());
+  CHECK(WaitUntil([&] { return node.daemon.OpenFdCount() == fds_before; }, milliseconds(5000)));
+  // Each sc-exec (the pod helper's child) is down to one thread.
+  for (auto& session : sessions) {
+    std::ifstream children("/proc/" + std::to_string(session->pid()) + "/task/" +
+                           std::to_string(session->pid()) + "/children");
+    pid_t sc_exec = 0;
+    children >> sc_exec;
+    REQUIRE(sc_exec > 0);
+    std::string status = ReadFile("/proc/" + std::to_string(sc_exec) + "/status");
+    CHECK(status.find("Threads:\t1\n") != std::string::npos);
+  }
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    sessions[i]->CloseIn();
+    CHECK(sessions[i]->Wait(milliseconds(15000)) == static_cast<int>(i));
+  }
+}
+
 TEST_CASE("exec: sc-exec --entrypoint as PID 1 reaps orphaned zombies", "[exec]") {
   SC_REQUIRE_ROOT();
   ExecNode node(ExecNode::Prepared{});
