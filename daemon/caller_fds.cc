@@ -39,7 +39,7 @@ absl::StatusOr<UniqueFd> TakeOne(const Peer& peer, const char* field, int number
     // Before Linux 6.9 an exiting caller whose fd table is already gone (a
     // zombie, say) gives EBADF for every number, not ESRCH: that is the
     // caller's exit, not a wrong number.
-    if (err == EBADF && !peer.CheckAlive().ok()) err = ESRCH;
+    if (err == EBADF && !peer.CheckAliveAfterProcFailure().ok()) err = ESRCH;
     if (err == EBADF) {
       return absl::InvalidArgumentError(
           absl::StrCat(what(), " is not open in the caller (pid ", peer.pid(), ")"));

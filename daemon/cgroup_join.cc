@@ -86,7 +86,7 @@ absl::StatusOr<CgroupHandles> OpenPeerCgroups(const Peer& peer) {
   absl::StatusOr<std::string> content = ReadFileAt(peer.proc_dir(), "cgroup", 64 * 1024);
   if (!content.ok()) {
     // The caller's exit, if that is why (its /proc entries go with it).
-    if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
+    if (absl::Status alive = peer.CheckAliveAfterProcFailure(); !alive.ok()) return alive;
     return content.status();
   }
   absl::StatusOr<std::vector<CgroupLine>> lines = ParseCgroupFile(*content);

@@ -124,7 +124,7 @@ absl::StatusOr<std::pair<UniqueFd, UniqueFd>> OpenPodRootfs(const Peer& peer,
   if (!root) {
     int err = errno;
     // ENOENT or ESRCH once the caller has exited (a zombie has no root).
-    if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
+    if (absl::Status alive = peer.CheckAliveAfterProcFailure(); !alive.ok()) return alive;
     return ErrnoStatus(err, "open the caller's root (/proc/<pid>/root)");
   }
   open_how how{};

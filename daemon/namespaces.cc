@@ -18,7 +18,7 @@ absl::StatusOr<UniqueFd> OpenNs(const Peer& peer, const char* name) {
   if (!fd) {
     int err = errno;
     // ENOENT or ESRCH once the caller has exited (a zombie has no ns).
-    if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
+    if (absl::Status alive = peer.CheckAliveAfterProcFailure(); !alive.ok()) return alive;
     return ErrnoStatus(err, absl::StrCat("open the caller's /proc/<pid>/", rel));
   }
   return fd;

@@ -326,6 +326,15 @@ absl::Status Peer::CheckAlive() const {
   return absl::OkStatus();
 }
 
+absl::Status Peer::CheckAliveAfterProcFailure(int wait_ms) const {
+  if (pidfd_) {
+    pollfd exited{pidfd_.get(), POLLIN, 0};
+    while (poll(&exited, 1, wait_ms) < 0 && errno == EINTR) {
+    }
+  }
+  return CheckAlive();
+}
+
 std::string Peer::Describe() const {
   std::string out = absl::StrCat("pid ", pid_, " uid ", uid_);
   switch (kind_) {

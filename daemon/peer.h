@@ -68,6 +68,12 @@ class Peer {
 
   // OK while the process is alive; FAILED_PRECONDITION once it has exited.
   absl::Status CheckAlive() const;
+  // After a read of the caller's /proc failed (root, ns/*, cgroup, fds): a
+  // live process has all of them, and the kernel takes them away while the
+  // process exits, a moment before its pidfd turns readable (a wide moment
+  // under emulation: seen on 6.1 in QEMU). So wait for that, at most
+  // `wait_ms`, and then answer as CheckAlive does.
+  absl::Status CheckAliveAfterProcFailure(int wait_ms = 200) const;
 
   // "pid 42 uid 1000 pod <uid>" / "pid 42 uid 0 operator", for messages.
   std::string Describe() const;
