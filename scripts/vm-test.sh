@@ -36,12 +36,14 @@ source scripts/lib/vm/image.sh
 # mounted, symlink swaps, the provider), peers and pid reuse, exec from a pod
 # (status, byte-exact stdio, signals, tty, namespaces, cgroup, capabilities,
 # non-root, /proc, stdio by reference and its hostile fds (pidfd_getfd), a
-# SIGKILLed daemon under running sessions), seccomp, and the escape
-# cases that depend on the kernel (another pod's rootfs, .. and symlinks,
-# setuid, mount and namespaces inside, devices). Left to --long: load,
-# faults, limits, policy cases that no kernel feature decides (authz,
-# CheckRootfs, provider waits), the hostile catalogue, the red-team tty
-# cases. Measured on two cores that other jobs shared (load average 2.5 to
+# SIGKILLed daemon under running sessions), seccomp (the workload's
+# allowlist on both ABIs), the escape cases that depend on the kernel
+# (another pod's rootfs, .. and symlinks, setuid, mount and namespaces
+# inside, devices) and the red-team ones (binds resolved under the pod's
+# own directory, nosuid,nodev set in place by mount_setattr, a devpts of
+# each tty session's own). Left to --long: load, faults, limits, policy
+# cases that no kernel feature decides (authz, CheckRootfs, provider
+# waits, who deletes), the hostile catalogue. Measured on two cores that other jobs shared (load average 2.5 to
 # 4.5): 160-210 s a boot, 360-390 s both; --long 350 s (v2, quieter) to
 # 630 s (v1, loaded) a boot.
 default_tests=(
@@ -57,7 +59,9 @@ default_tests=(
   "\"escape: a pod cannot exec into another pod's instance\""
   '"escape: .. and symlinks in the rootfs lead back into it"'
   '"escape: a setuid-root binary*"' '"escape: mount*"'
-  "\"escape: a pod's workload gets only the devices its pod may open\"")
+  "\"escape: a pod's workload gets only the devices its pod may open\""
+  '"redteam: a pod binds only*"' '"redteam: the rootfs is nosuid*"'
+  '"redteam: another pod of the instance cannot see*"' '"redteam: a terminal is /dev/pts/N*"')
 default_tags=$(IFS=,; echo "${default_tests[*]}")
 # --long: every test that is not hidden (the benchmarks are).
 long_tags='~[.]'

@@ -11,11 +11,15 @@
 // covers symlinks in requests' paths.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <linux/bpf.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -645,28 +649,106 @@ TEST_CASE("escape: the daemon's binary and process are out of reach", "[escape]"
   CHECK(Has(health.out, "SERVING"));
 }
 
+// What runc does for a cgroup v2 pod that may open no block device: a
+// BPF_PROG_TYPE_CGROUP_DEVICE program on the container's cgroup, answering 0
+// (deny) for every block device. Returns the program's fd (the attachment
+// lives as long as the cgroup), or an empty fd with *error set.
+UniqueFd AttachBlockDeviceDeny(const std::string& cgroup_dir, std::string* error) {
+  const bpf_insn program[] = {
+      // r2 = ctx->access_type & 0xffff: the device type.
+      {BPF_LDX | BPF_MEM | BPF_W, BPF_REG_2, BPF_REG_1, 0, 0},
+      {BPF_ALU | BPF_AND | BPF_K, BPF_REG_2, 0, 0, 0xffff},
+      {BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_2, 0, 2, BPF_DEVCG_DEV_BLOCK},
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 1},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  char license[] = "GPL";
+  bpf_attr load{};
+  load.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+  load.insns = reinterpret_cast<uintptr_t>(program);
+  load.insn_cnt = sizeof(program) / sizeof(program[0]);
+  load.license = reinterpret_cast<uintptr_t>(license);
+  UniqueFd prog(static_cast<int>(syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof(load))));
+  if (!prog) {
+    *error = std::string("bpf(BPF_PROG_LOAD, CGROUP_DEVICE): ") + strerror(errno);
+    return UniqueFd();
+  }
+  UniqueFd cgroup(open(cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cgroup) {
+    *error = "open " + cgroup_dir + ": " + strerror(errno);
+    return UniqueFd();
+  }
+  bpf_attr attach{};
+  attach.target_fd = static_cast<__u32>(cgroup.get());
+  attach.attach_bpf_fd = static_cast<__u32>(prog.get());
+  attach.attach_type = BPF_CGROUP_DEVICE;
+  attach.attach_flags = BPF_F_ALLOW_MULTI;
+  if (syscall(SYS_bpf, BPF_PROG_ATTACH, &attach, sizeof(attach)) != 0) {
+    *error = "bpf(BPF_PROG_ATTACH, " + cgroup_dir + "): " + strerror(errno);
+    return UniqueFd();
+  }
+  return prog;
+}
+
+bool IsCgroup2(const std::string& dir) {
+  struct statfs st {};
+  return statfs(dir.c_str(), &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
+}
+
 TEST_CASE("escape: a pod's workload gets only the devices its pod may open", "[escape]") {
   SC_REQUIRE_ROOT();
   EscapeNode node;
   LoopDevice disk(node.dir / "disk.img", "node-disk-" + RandomHex(8));
   if (disk.path().empty()) {
+    if (std::getenv("CI") != nullptr) FAIL("no loop device on this node");
     WARN("no loop device on this node: the device check is skipped");
     return;
   }
   // The rootfs's /dev is the node's: a container runtime restricts what its
-  // pods open with the device cgroup; the workload is in the pod's.
-  std::string devices;
+  // pods open with the device cgroup (v1) or a device program on the pod's
+  // container cgroup (v2); the workload must be under whichever the node has.
+  std::string v1_devices;
+  std::string v2_container;
   for (const std::string& d : node.pod_a->cgroup_dirs()) {
-    if (Has(d, "/devices/") && Has(d, node.pod_a->container_id())) devices = d;
+    if (!Has(d, node.pod_a->container_id())) continue;
+    if (Has(d, "/devices/")) v1_devices = d;
+    if (IsCgroup2(d)) v2_container = d;
   }
-  if (devices.empty()) {
-    WARN("no cgroup v1 devices controller: the device check is skipped");
-    return;
+  // Before any limit: the node's disk opens (the probe is not refused for
+  // another reason).
+  ProcessResult open_before = node.ShInA("probe read " + disk.path() + " 64");
+  INFO(open_before.Describe() << " " << open_before.out << open_before.err);
+  CHECK(open_before.out == "read " + disk.path() + " ok 64 bytes\n");
+  SECTION("cgroup v1: the devices controller") {
+    if (v1_devices.empty()) {
+      SUCCEED("no cgroup v1 devices controller on this node");
+      return;
+    }
+    std::ofstream(v1_devices + "/devices.deny") << "b *:* rwm\n";
+    ProcessResult r = node.ShInA("probe read " + disk.path() + " 64");
+    INFO(r.Describe() << " " << r.out << r.err);
+    CHECK(r.out == "read " + disk.path() + " EPERM\n");
   }
-  std::ofstream(devices + "/devices.deny") << "b *:* rwm\n";
-  ProcessResult r = node.ShInA("probe read " + disk.path() + " 64");
-  INFO(r.Describe() << " " << r.out << r.err);
-  CHECK(r.out == "read " + disk.path() + " EPERM\n");
+  SECTION("cgroup v2: a device program on the container's cgroup") {
+    if (v2_container.empty()) {
+      SUCCEED("no cgroup v2 hierarchy on this node");
+      return;
+    }
+    std::string error;
+    UniqueFd program = AttachBlockDeviceDeny(v2_container, &error);
+    INFO(error);
+    REQUIRE(program);
+    ProcessResult r = node.ShInA("probe read " + disk.path() + " 64");
+    INFO(r.Describe() << " " << r.out << r.err);
+    CHECK(r.out == "read " + disk.path() + " EPERM\n");
+    // Character devices stay open to it, as the program says.
+    ProcessResult null = node.ShInA("probe read /dev/null 1");
+    INFO(null.Describe() << " " << null.out << null.err);
+    CHECK(null.out == "read /dev/null ok 0 bytes\n");
+  }
+  CHECK((!v1_devices.empty() || !v2_container.empty()));
 }
 
 // The rootfs's /proc was the node's (PrepareRootfs mounted it from the
