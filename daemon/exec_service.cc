@@ -371,10 +371,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   const Peer& peer = **caller;
 
   if (peer.kind() == PeerKind::kUnknown) {
-    return Finish(kMethod, peer,
-                  absl::PermissionDeniedError(
-                      absl::StrCat("only pods and operators may exec: ", peer.unknown_reason())),
-                  {}, true);
+    return Finish(kMethod, peer, peer.RefuseUnknown("only pods and operators may exec"), {}, true);
   }
   // Limits, counted from the moment the stream is open, before its first
   // message: a stream waiting for start holds a handler thread, so a pod that

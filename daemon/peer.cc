@@ -30,6 +30,13 @@
 namespace sc {
 namespace {
 
+// Errors that say the daemon ran short while it identified a caller, not
+// that the caller is nobody: the caller is told to retry, not that it is
+// not entitled.
+bool IsResourceShortage(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN;
+}
+
 std::atomic<bool> force_pidfd_open{false};
 
 // The namespaces that make a process "in the daemon's own namespaces". cgroup,
@@ -241,10 +248,12 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
       peer->unknown_reason_ = errno == ESRCH ? absl::StrCat("the calling process (pid ", cred.pid,
                                                             ") has exited (pidfd_open)")
                                              : ErrnoMessage(errno, "pidfd_open(peer)");
+      peer->unknown_for_want_of_resources_ = IsResourceShortage(errno);
       return std::shared_ptr<const Peer>(std::move(peer));
     }
   } else {
     peer->unknown_reason_ = ErrnoMessage(errno, "getsockopt(SO_PEERPIDFD)");
+    peer->unknown_for_want_of_resources_ = IsResourceShortage(errno);
     return std::shared_ptr<const Peer>(std::move(peer));
   }
 
@@ -252,6 +261,7 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
   peer->proc_dir_.reset(open(proc.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!peer->proc_dir_) {
     peer->unknown_reason_ = ErrnoMessage(errno, absl::StrCat("open ", proc));
+    peer->unknown_for_want_of_resources_ = IsResourceShortage(errno);
     return std::shared_ptr<const Peer>(std::move(peer));
   }
   // The pid cannot have been reused while the process the pidfd pins is
@@ -267,14 +277,27 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
     if (held.ok()) held = peer->CheckAlive();
     if (!held.ok()) {
       peer->unknown_reason_ = std::string(held.message());
+      peer->unknown_for_want_of_resources_ = held.code() == absl::StatusCode::kResourceExhausted;
       return std::shared_ptr<const Peer>(std::move(peer));
     }
   }
   if (absl::Status classified = peer->Classify(); !classified.ok()) {
     peer->kind_ = PeerKind::kUnknown;
     peer->unknown_reason_ = std::string(classified.message());
+    peer->unknown_for_want_of_resources_ =
+        classified.code() == absl::StatusCode::kResourceExhausted;
   }
   return std::shared_ptr<const Peer>(std::move(peer));
+}
+
+absl::Status Peer::RefuseUnknown(absl::string_view only_who) const {
+  if (unknown_for_want_of_resources_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the daemon ran short while it identified the caller (", unknown_reason_,
+        "): retry later; if this persists, the daemon's fd or memory limit is too low for the "
+        "node's load"));
+  }
+  return absl::PermissionDeniedError(absl::StrCat(only_who, ": ", unknown_reason_));
 }
 
 absl::Status Peer::Classify() {

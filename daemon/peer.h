@@ -57,6 +57,11 @@ class Peer {
   const std::optional<PodCgroup>& pod() const { return pod_; }
   // Why the peer is kUnknown ("" otherwise).
   const std::string& unknown_reason() const { return unknown_reason_; }
+  // The refusal of a call from a kUnknown peer, `only_who` saying who may
+  // make it ("only pods and operators may exec"): PERMISSION_DENIED, unless
+  // the daemon ran out of fds or memory while it identified the caller, which
+  // is RESOURCE_EXHAUSTED (the caller may be entitled; retrying can succeed).
+  absl::Status RefuseUnknown(absl::string_view only_who) const;
   bool pinned_by_socket() const { return pinned_by_socket_; }
 
   // A pidfd for the process: it stays valid (and refers to this process) even
@@ -91,6 +96,7 @@ class Peer {
   PeerKind kind_ = PeerKind::kUnknown;
   std::optional<PodCgroup> pod_;
   std::string unknown_reason_;
+  bool unknown_for_want_of_resources_ = false;
 };
 
 // Maps gRPC's name for a connection back to the peer recorded when it was

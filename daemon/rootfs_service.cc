@@ -551,9 +551,7 @@ grpc::Status MountHelperService::PrepareRootfs(grpc::ServerContext* context,
   const Peer& peer = **caller;
   Details details = {{"instance", RefName(request->instance())}};
   if (peer.kind() == PeerKind::kUnknown) {
-    return Finish(kMethod, peer,
-                  absl::PermissionDeniedError(absl::StrCat(
-                      "only operators and pods may prepare a rootfs: ", peer.unknown_reason())),
+    return Finish(kMethod, peer, peer.RefuseUnknown("only operators and pods may prepare a rootfs"),
                   details, true);
   }
   const v1::InstanceRef& ref = request->instance();
@@ -749,9 +747,7 @@ grpc::Status MountHelperService::ReleaseRootfs(grpc::ServerContext* context,
   Details details = {{"instance", RefName(request->instance())},
                      {"delete_data", request->delete_data() ? "true" : "false"}};
   if (peer.kind() == PeerKind::kUnknown) {
-    return Finish(kMethod, peer,
-                  absl::PermissionDeniedError(absl::StrCat(
-                      "only operators and pods may release a rootfs: ", peer.unknown_reason())),
+    return Finish(kMethod, peer, peer.RefuseUnknown("only operators and pods may release a rootfs"),
                   details, true);
   }
   const v1::InstanceRef& ref = request->instance();
@@ -866,9 +862,7 @@ grpc::Status MountHelperService::BindMount(grpc::ServerContext* context,
                      {"target", request->target().substr(0, 512)},
                      {"read_only", request->read_only() ? "true" : "false"}};
   if (peer.kind() == PeerKind::kUnknown) {
-    return Finish(kMethod, peer,
-                  absl::PermissionDeniedError(absl::StrCat(
-                      "only operators and pods may bind-mount: ", peer.unknown_reason())),
+    return Finish(kMethod, peer, peer.RefuseUnknown("only operators and pods may bind-mount"),
                   details, true);
   }
   const v1::InstanceRef& ref = request->instance();
@@ -1066,9 +1060,8 @@ grpc::Status MountHelperService::GetInstance(grpc::ServerContext* context,
   Details details = {{"instance", RefName(request->instance())}};
   if (peer.kind() == PeerKind::kUnknown) {
     return Finish(kMethod, peer,
-                  absl::PermissionDeniedError(absl::StrCat(
-                      "only operators and pods may inspect instances: ", peer.unknown_reason())),
-                  details, true);
+                  peer.RefuseUnknown("only operators and pods may inspect instances"), details,
+                  true);
   }
   const v1::InstanceRef& ref = request->instance();
   if (absl::Status s = CheckInstanceNames(ref.namespace_(), ref.name()); !s.ok()) {
@@ -1108,9 +1101,7 @@ grpc::Status MountHelperService::ListInstances(grpc::ServerContext* context,
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
   if (peer.kind() == PeerKind::kUnknown) {
-    return Finish(kMethod, peer,
-                  absl::PermissionDeniedError(absl::StrCat(
-                      "only operators and pods may list instances: ", peer.unknown_reason())),
+    return Finish(kMethod, peer, peer.RefuseUnknown("only operators and pods may list instances"),
                   {}, true);
   }
   absl::StatusOr<std::pair<UniqueFd, std::string>> base = OpenBase(config_);
@@ -1140,9 +1131,7 @@ grpc::Status MountHelperService::CheckRootfs(grpc::ServerContext* context,
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
   if (peer.kind() == PeerKind::kUnknown) {
-    return Finish(kMethod, peer,
-                  absl::PermissionDeniedError(absl::StrCat(
-                      "only operators and pods may check a rootfs: ", peer.unknown_reason())),
+    return Finish(kMethod, peer, peer.RefuseUnknown("only operators and pods may check a rootfs"),
                   {}, true);
   }
   absl::StatusOr<std::pair<UniqueFd, std::string>> base = OpenBase(config_);

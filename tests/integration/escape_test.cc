@@ -56,10 +56,6 @@ std::string DevIno(const std::string& path) {
   return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
 }
 
-bool Has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
 // A node with two instances, a and b, each with a consumer pod. The image
 // holds the probe (also as a setuid-root copy), busybox, a marker, and
 // symlinks that point out of the rootfs. Instances are prepared on a mount of

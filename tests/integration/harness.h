@@ -208,6 +208,11 @@ class BackgroundProcess {
 // states that have no event to wait on (a kernel table, another process).
 bool PollUntil(const std::function<bool()>& condition, milliseconds timeout);
 
+// Whether `text` contains `part`: most output checks are this.
+inline bool Has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
 // Random lowercase hex of `n` characters.
 std::string RandomHex(size_t n);
 

@@ -23,10 +23,6 @@ namespace fs = std::filesystem;
 
 constexpr uid_t kUser = 1000;
 
-bool Has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
 // A node with one prepared instance whose image holds busybox and the probe,
 // and one consumer pod that has the instance's rootfs at /rootfs.
 struct SeccompNode {

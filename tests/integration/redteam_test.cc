@@ -32,10 +32,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int kPermissionDenied = 7;
 constexpr int kResourceExhausted = 8;
 
-bool Has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
 double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }

@@ -35,10 +35,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uid_t kUser = 1000;
 
-bool Has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
 // The argv prefix that runs what follows as `uid` (its gid the same, no
 // supplementary groups, no capabilities); nothing for uid 0, which stays
 // the pod's root (whose sc-exec session is capless anyway).
