@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency on Debian 12 (bookworm), from
-# Debian's archive and npm only. Idempotent and quick when all is there.
+# Debian's archive and npm only. Idempotent and quick when all is there, and
+# then silent; otherwise a line per step with its time. apt's and npm's
+# output goes to a log file, shown (its end) when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/phase.sh
+log=${TMPDIR:-/tmp}/sc-install-deps.log
 
 packages=(
   # build
@@ -33,14 +37,18 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  echo "install-deps: installing ${missing[*]}"
+  echo "install-deps: installing ${#missing[@]} packages from Debian's archive (${missing[*]})"
+  phase_begin
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+    >"$log" 2>&1 || { rc=$?; phase_fail install-deps "apt-get" "$log" "$rc"; exit "$rc"; }
+  echo "install-deps: installed ${#missing[@]} packages in $(phase_seconds) s"
 fi
 
 # Clients that are not ours, for the reflection and manifest checks.
 if [[ ! -d tests/node/node_modules/@grpc/grpc-js || tests/node/package-lock.json -nt tests/node/node_modules ]]; then
-  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  phase_begin
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1 ||
+    { rc=$?; phase_fail install-deps "npm ci (tests/node)" "$log" "$rc"; exit "$rc"; }
+  echo "install-deps: installed the npm test clients (tests/node) in $(phase_seconds) s"
 fi
-echo "install-deps: ready"

@@ -13,10 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 [[ $(id -u) == 0 ]] || { echo "run.sh: needs root (mounts, namespaces, cgroups)" >&2; exit 1; }
-scripts/install-deps.sh >/dev/null
-scripts/build.sh >/dev/null
+# Each phase says what it did and how long it took; installing and building
+# say nothing when there is nothing to do.
+scripts/install-deps.sh >&2
+scripts/build.sh >&2
 build=$top/${BUILD_DIR:-build}
 source scripts/lib/pod.sh
+source scripts/lib/phase.sh
 
 work=$(mktemp -d /tmp/sc-demo-XXXXXX)
 daemon_pid=
@@ -48,19 +51,25 @@ printf 'NAME="StoppableContainer demo (busybox)"\n' >"$layer/etc/os-release"
 
 mkdir -p "$work/run"
 mkfifo "$work/ready"
+phase_begin
 "$build/daemon/sc-mount-helper" --socket="$work/run/mh.sock" --instance_base="$work/instances" \
   --layer_root="$work/layers" --audit_log="$work/audit.log" --ready_fd=3 \
   3>"$work/ready" >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
-read -r -t 10 ready <"$work/ready" || { cat "$work/daemon.log" >&2; exit 1; }
-echo "run.sh: daemon $daemon_pid serving on $work/run/mh.sock" >&2
+read -r -t 10 ready <"$work/ready" ||
+  { phase_fail run.sh "starting the daemon" "$work/daemon.log" 1; exit 1; }
+echo "run.sh: daemon $daemon_pid serving on $work/run/mh.sock ($(phase_seconds) s)" >&2
 
+phase_begin
 "$build/tests/sc-test-client" "$work/run/mh.sock" PrepareRootfs \
-  "instance { namespace: \"demo\" name: \"busybox\" } layers { paths: \"$layer\" }" >/dev/null
-echo "run.sh: instance demo/busybox prepared at $work/instances/demo/busybox/rootfs" >&2
+  "instance { namespace: \"demo\" name: \"busybox\" } layers { paths: \"$layer\" }" \
+  >"$work/prepare.log" 2>&1 || { phase_fail run.sh "PrepareRootfs" "$work/prepare.log" $?; exit 1; }
+echo "run.sh: instance demo/busybox prepared at $work/instances/demo/busybox/rootfs" \
+  "($(phase_seconds) s)" >&2
 
+phase_begin
 pod_create demo-consumer "$work/instances/demo/busybox/rootfs"
-echo "run.sh: consumer pod $POD_UID (pid 1 = host pid $POD_PID)" >&2
+echo "run.sh: consumer pod $POD_UID (pid 1 = host pid $POD_PID; $(phase_seconds) s)" >&2
 
 if (($#)); then
   cmd=("$@")

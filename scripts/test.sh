@@ -15,9 +15,7 @@ scripts/install-deps.sh
 sanitize=${SC_SANITIZE-address,undefined}
 # Not build/: scripts/run.sh and the benchmarks use plain builds.
 export BUILD_DIR=${BUILD_DIR:-build-test}
-start=$(date +%s)
 scripts/build.sh -DSC_SANITIZE="$sanitize"
-echo "build took $(( $(date +%s) - start )) s (sanitizers: ${sanitize:-none})"
 # The gate below means something only if the runtime is really in the daemon.
 case $sanitize in
   *address*) grep -q __asan_init "$BUILD_DIR/daemon/sc-mount-helper" ;;
@@ -32,6 +30,7 @@ export TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=1:second_deadlock_stac
 # LeakSanitizer cannot stop the world under ptrace: the seccomp test's strace
 # coverage run turns it off for the processes it traces (see seccomp_test.py).
 
+echo "test.sh: running the tests in $BUILD_DIR with ctest (sanitizers: ${sanitize:-none})"
 status=0
 (cd "$BUILD_DIR" && ctest --output-on-failure --timeout 900 "$@") || status=$?
 
