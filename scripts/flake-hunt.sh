@@ -104,36 +104,7 @@ fi
 runner=()
 $one_core && runner=(taskset -c 0)
 
-# Each ctest test's result in a run's log ("pass", or ctest's word for the
-# failure: Failed, Timeout, Skipped, Not Run, ...); one "name<TAB>result" a line.
-ctest_results() {
-  sed -n 's/^ *[0-9]*\/[0-9]* Test *#[0-9]*: \([^ ]*\) \.*\** *\(Passed\|[A-Z][a-zA-Z ]*[a-z]\).*$/\1\t\2/p' "$1" |
-    sed 's/\tPassed$/\tpass/'
-}
-
-# The Catch2 test cases that failed in a run's log: ctest --output-on-failure
-# prints a failed test's output after its result line, where Catch2's console
-# reporter heads each failure with the test case's name between two lines of
-# 79 dashes (wrapped names go on indented after the first ": ", sections are
-# indented by two) and then writes "FAILED:". One "ctest-test<TAB>case" a line.
-catch2_failures() {
-  awk '
-    /^ *[0-9]+\/[0-9]+ Test +#[0-9]+: / { t = $0; sub(/^.*#[0-9]+: /, "", t); sub(/ .*/, "", t); test = t; next }
-    /^-------------------------------------------------------------------------------$/ {
-      if (in_header) { in_header = 0 } else { in_header = 1; name = ""; lines = 0 }
-      next
-    }
-    in_header {
-      if (lines++ == 0) {
-        name = $0; p = index($0, ": "); indent = p ? p + 1 : 0
-      } else if (indent > 2 && match($0, /^ +/) && RLENGTH == indent) {
-        name = name " " substr($0, indent + 1)
-      }
-      next
-    }
-    /(^|: )FAILED:$/ && name != "" { if (!seen[test "\t" name]++) print test "\t" name }
-  ' "$1"
-}
+source scripts/lib/catch2.sh
 
 declare -A ctest_fail=()  # test -> runs failed
 declare -A ctest_runs=()  # test -> "2 5 ..."
@@ -188,7 +159,7 @@ for ((run = 1; run <= runs; run++)); do
     case_fail[$key]=$((${case_fail[$key]:-0} + 1))
     case_runs[$key]="${case_runs[$key]:-}$run "
     named=$((named + 1))
-  done < <(catch2_failures "$log")
+  done < <(catch2_failures "$log" | cut -f1,2)
   # Catch2's own count ("test cases: 80 | 78 passed | 2 failed"), to tell
   # when a failed case was not found by name (e.g. a crash before its header).
   counted=$(sed -n 's/^test cases:.* \([0-9][0-9]*\) failed\( |.*\)\{0,1\}$/\1/p' "$log" |

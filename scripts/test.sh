@@ -31,8 +31,29 @@ export TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=1:second_deadlock_stac
 # coverage run turns it off for the processes it traces (see seccomp_test.py).
 
 echo "test.sh: running the tests in $BUILD_DIR with ctest (sanitizers: ${sanitize:-none})"
-status=0
-(cd "$BUILD_DIR" && ctest --output-on-failure --timeout 900 "$@") || status=$?
+output=$reports.ctest.log
+trap 'rm -rf "$reports" "$output"' EXIT
+set +e
+(cd "$BUILD_DIR" && ctest --output-on-failure --timeout 900 "$@") 2>&1 | tee "$output"
+status=${PIPESTATUS[0]}
+set -e
+
+# ctest prints every line a failed test wrote (figures, warnings, expected
+# failures): the end says which tests and cases failed, and where.
+if ((status != 0)); then
+  source scripts/lib/catch2.sh
+  mapfile -t expected < <(catch2_expected_failures "$BUILD_DIR")
+  echo
+  echo "test.sh: what failed:"
+  while IFS=$'\t' read -r test result; do
+    [[ $result == pass ]] || echo "  ctest $test: $result"
+  done < <(ctest_results "$output")
+  while IFS=$'\t' read -r test name where; do
+    for e in "${expected[@]}"; do [[ $e == "$name" ]] && continue 2; done
+    echo "    $test: $name"
+    echo "      at ${where#"$PWD"/}"
+  done < <(catch2_failures "$output")
+fi
 
 shopt -s nullglob
 found=("$reports"/*)
