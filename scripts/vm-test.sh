@@ -43,9 +43,9 @@ source scripts/lib/vm/image.sh
 # own directory, nosuid,nodev set in place by mount_setattr, a devpts of
 # each tty session's own). Left to --long: load, faults, limits, policy
 # cases that no kernel feature decides (authz, CheckRootfs, provider
-# waits, who deletes), the hostile catalogue. Measured on two cores that other jobs shared (load average 2.5 to
-# 4.5): 160-210 s a boot, 360-390 s both; --long 350 s (v2, quieter) to
-# 630 s (v1, loaded) a boot.
+# waits, who deletes), the hostile catalogue. Measured on two cores with
+# nothing else running: 48 cases, 212 s (v1) and 187 s (v2) a boot, 405 s
+# in all; --long 350 s (v2, quieter) to 630 s (v1, loaded) a boot.
 default_tests=(
   '[rootfs] ~[authz] ~[check] ~"a pod without a rootfs container*" ~"a provider whose root*"'
   '[peer]' '[seccomp]'
