@@ -245,23 +245,23 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
   } else if (errno == ENOPROTOOPT) {
     peer->pidfd_.reset(PidfdOpen(cred.pid, 0));
     if (!peer->pidfd_) {
+      peer->unknown_for_want_of_resources_ = IsResourceShortage(errno);
       peer->unknown_reason_ = errno == ESRCH ? absl::StrCat("the calling process (pid ", cred.pid,
                                                             ") has exited (pidfd_open)")
                                              : ErrnoMessage(errno, "pidfd_open(peer)");
-      peer->unknown_for_want_of_resources_ = IsResourceShortage(errno);
       return std::shared_ptr<const Peer>(std::move(peer));
     }
   } else {
-    peer->unknown_reason_ = ErrnoMessage(errno, "getsockopt(SO_PEERPIDFD)");
     peer->unknown_for_want_of_resources_ = IsResourceShortage(errno);
+    peer->unknown_reason_ = ErrnoMessage(errno, "getsockopt(SO_PEERPIDFD)");
     return std::shared_ptr<const Peer>(std::move(peer));
   }
 
   std::string proc = absl::StrCat("/proc/", cred.pid);
   peer->proc_dir_.reset(open(proc.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!peer->proc_dir_) {
-    peer->unknown_reason_ = ErrnoMessage(errno, absl::StrCat("open ", proc));
     peer->unknown_for_want_of_resources_ = IsResourceShortage(errno);
+    peer->unknown_reason_ = ErrnoMessage(errno, absl::StrCat("open ", proc));
     return std::shared_ptr<const Peer>(std::move(peer));
   }
   // The pid cannot have been reused while the process the pidfd pins is
