@@ -184,14 +184,16 @@ std::string ReadFile(const std::string& path) {
   return content;
 }
 
+void SkipOrFailUnderCi(const std::string& under_ci, const std::string& skipped) {
+  const char* ci = std::getenv("CI");
+  if (ci != nullptr && std::string(ci) == "true") FAIL(under_ci);
+  WARN("skipped: " << skipped);
+}
+
 bool RequireRoot() {
   if (geteuid() == 0) return true;
-  const char* ci = std::getenv("CI");
-  if (ci != nullptr && std::string(ci) == "true") {
-    FAIL("this test needs root, and CI=true does not allow skipping it");
-    return false;
-  }
-  WARN("skipped: this test needs root (real mounts, namespaces and cgroups)");
+  SkipOrFailUnderCi("this test needs root, and CI=true does not allow skipping it",
+                    "this test needs root (real mounts, namespaces and cgroups)");
   return false;
 }
 

@@ -21,6 +21,10 @@ using std::chrono::milliseconds;
 // True when the test may go on. When not root: under CI=true the test fails,
 // otherwise it is skipped with a message.
 bool RequireRoot();
+// A test that cannot run on this machine: under CI=true that is a failure
+// (FAIL with `under_ci`), elsewhere a skip (WARN with `skipped`). The test
+// returns after it.
+void SkipOrFailUnderCi(const std::string& under_ci, const std::string& skipped);
 #define SC_REQUIRE_ROOT()                   \
   do {                                      \
     if (!::sc::test::RequireRoot()) return; \
