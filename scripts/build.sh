@@ -16,11 +16,17 @@ cmake -S . -B "$build_dir" -G Ninja "$@" >"$log" 2>&1 ||
   { rc=$?; phase_fail build.sh "configuring $build_dir" "$log" "$rc"; exit "$rc"; }
 # A dry run cannot tell (CMake's glob check and re-run are steps of their
 # own that change the plan), so the first real step announces the build.
-real_steps() { grep -v -e 'Re-checking globbed directories' -e 'Re-running CMake' | grep -c '^\[' || true; }
+is_real_step() {
+  case $1 in
+    \[*"Re-checking globbed directories"* | \[*"Re-running CMake"*) return 1 ;;
+    \[*) return 0 ;;
+  esac
+  return 1
+}
 set +e
 ninja -C "$build_dir" 2>&1 | while IFS= read -r line; do
   printf '%s\n' "$line" >>"$log"
-  if [[ -z ${announced:-} && $(real_steps <<<"$line") == 1 ]]; then
+  if [[ -z ${announced:-} ]] && is_real_step "$line"; then
     echo "build.sh: building $build_dir (log $log)"
     announced=1
   fi
@@ -31,5 +37,6 @@ if ((status != 0)); then
   PHASE_TAIL=60 phase_fail build.sh "building $build_dir" "$log" "$status"
   exit "$status"
 fi
-steps=$(real_steps <"$log")
+steps=0
+while IFS= read -r line; do is_real_step "$line" && steps=$((steps + 1)); done <"$log"
 ((steps == 0)) || echo "build.sh: built $build_dir, $steps steps in $(phase_seconds) s"

@@ -6,7 +6,7 @@
 # its last lines follow.
 
 phase_start=
-# phase_begin NAME: remembers when the phase began.
+# phase_begin: remembers when the phase began.
 phase_begin() { phase_start=$(date +%s.%N); }
 # phase_seconds: seconds since phase_begin, one decimal.
 phase_seconds() { awk -v a="$phase_start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
