@@ -58,6 +58,7 @@
 #include "daemon/mountinfo.h"
 #include "daemon/namespaces.h"
 #include "daemon/paths.h"
+#include "daemon/pod_rootfs.h"
 #include "daemon/pty.h"
 #include "daemon/seccomp_filter.h"
 #include "daemon/service.h"
@@ -114,37 +115,6 @@ class SessionSlot {
   std::map<std::string, int>* per_pod_;
   std::string pod_;
 };
-
-// Opens the rootfs a pod peer sees at `path` in its own mount namespace,
-// resolved inside the peer's root (its symlinks cannot leave it), and the
-// peer's root itself.
-absl::StatusOr<std::pair<UniqueFd, UniqueFd>> OpenPodRootfs(const Peer& peer,
-                                                            const std::string& path) {
-  UniqueFd root(openat(peer.proc_dir(), "root", O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root) {
-    int err = errno;
-    // ENOENT or ESRCH once the caller has exited (a zombie has no root).
-    if (absl::Status alive = peer.CheckAliveAfterProcFailure(); !alive.ok()) return alive;
-    return ErrnoStatus(err, "open the caller's root (/proc/<pid>/root)");
-  }
-  open_how how{};
-  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  UniqueFd rootfs(
-      static_cast<int>(syscall(SYS_openat2, root.get(), path.c_str(), &how, sizeof(how))));
-  if (!rootfs) {
-    int err = errno;
-    if (err == ENOENT) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path,
-                       " does not exist in the caller's mount namespace: is the rootfs "
-                       "hostPath mounted into this pod?"));
-    }
-    return ErrnoStatus(err, absl::StrCat("open ", path, " in the caller's mount namespace"));
-  }
-  if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
-  return std::make_pair(std::move(rootfs), std::move(root));
-}
 
 // An operator's exec: the named instance's rootfs, which must be prepared.
 absl::StatusOr<UniqueFd> OpenInstanceRootfs(const DaemonConfig& config,
@@ -491,7 +461,8 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
       path = config_.pod_rootfs_path.empty() ? kDefaultPodRootfsPath : config_.pod_rootfs_path;
     }
     details.emplace_back("rootfs", path);
-    absl::StatusOr<std::pair<UniqueFd, UniqueFd>> opened = OpenPodRootfs(peer, path);
+    absl::StatusOr<std::pair<UniqueFd, UniqueFd>> opened = OpenPodRootfs(
+        peer, path, config_.instance_base.empty() ? kDefaultInstanceBase : config_.instance_base);
     if (!opened.ok()) return Finish(kMethod, peer, opened.status(), details);
     rootfs = std::move(opened->first);
     absl::StatusOr<NamespaceHandles> ns = OpenPeerNamespaces(peer);

@@ -310,12 +310,14 @@ TEST_CASE("escape: a pod cannot exec into another pod's instance", "[escape]") {
   SECTION("by the host path of the other instance's rootfs") {
     // The path exists in pod A (the host's /tmp is bound in), but only as the
     // bare mount point: b's overlay is not mounted there, so nothing of b is
-    // reachable and not even busybox is found.
+    // reachable, and the daemon refuses to run in that empty directory.
     ProcessResult r = node.InPod(*node.pod_a, {"--rootfs", node.rootfs_b, "--workdir", "/",
                                                "/bin/busybox", "cat", "/" + node.secret_b});
     INFO(r.Describe() << " out=" << r.out << " err=" << r.err);
-    CHECK(r.exit_code == 127);
-    CHECK(Has(r.err, "/bin/busybox: command not found"));
+    CHECK(r.exit_code == 122);
+    CHECK(Has(r.err, "FAILED_PRECONDITION"));
+    CHECK(Has(r.err, "rootfs directory of instance ns/b with nothing mounted on it"));
+    CHECK(Has(r.err, "mountPropagation: HostToContainer"));
     CHECK_FALSE(Has(r.out, node.secret_b));
   }
   SECTION("through a magic link, named or planted in its own rootfs") {
@@ -341,6 +343,41 @@ TEST_CASE("escape: a pod cannot exec into another pod's instance", "[escape]") {
       CHECK(seen == DevIno("/proc/" + std::to_string(node.pod_a->init_pid()) + "/root/"));
     }
   }
+}
+
+// Without this refusal the command ran in the bare directory and failed as
+// "command not found" (exit 127), which named nothing of the real cause.
+TEST_CASE("escape: an exec into an instance that is not ready is refused, naming its state",
+          "[escape]") {
+  SC_REQUIRE_ROOT();
+  EscapeNode node;
+  struct Case {
+    const char* instance;
+    const char* state;
+  };
+  // c: prepared, then released (its upper layer stays); d: only its
+  // directory exists, as a consumer pod's hostPath of type
+  // DirectoryOrCreate makes it.
+  node.Prepare("c");
+  ProcessResult released = Run({TestClientBinary(), node.daemon->socket_path(), "ReleaseRootfs",
+                                "instance{namespace:\"ns\" name:\"c\"}"});
+  INFO(released.Describe() << released.err);
+  REQUIRE(released.exit_code == 0);
+  fs::create_directories(node.instances + "/ns/d/rootfs");
+  for (const Case& c : {Case{"c", "it is RELEASED"}, Case{"d", "it was never prepared"}}) {
+    std::unique_ptr<SimulatedPod> pod =
+        node.MakePod(node.instances + "/ns/" + c.instance + "/rootfs");
+    ProcessResult r = node.InPod(*pod, {"--workdir", "/", "/bin/busybox", "true"});
+    INFO(c.instance << ": " << r.Describe() << " err=" << r.err);
+    CHECK(r.exit_code == 122);
+    CHECK(Has(r.err, "FAILED_PRECONDITION"));
+    CHECK(Has(r.err, std::string("instance ns/") + c.instance + " with nothing mounted on it"));
+    CHECK(Has(r.err, c.state));
+  }
+  // A ready instance still runs.
+  ProcessResult ok = node.InPod(*node.pod_a, {"--workdir", "/", "/bin/busybox", "true"});
+  INFO(ok.Describe() << " err=" << ok.err);
+  CHECK(ok.exit_code == 0);
 }
 
 TEST_CASE("escape: .. and symlinks in the rootfs lead back into it", "[escape]") {
