@@ -82,6 +82,27 @@ absl::StatusOr<std::string> CgroupDirFor(const CgroupLine& line,
                                           line.controllers, ") is not mounted in the daemon"));
 }
 
+absl::Status AddViewDir(const std::string& dir, bool v2, int dir_fd,
+                        const std::vector<CgroupMount>& mounts, CgroupHandles* handles) {
+  // The hierarchy's mount is the longest target the directory lies in.
+  const CgroupMount* mount = nullptr;
+  for (const CgroupMount& m : mounts) {
+    if (m.v2 != v2) continue;
+    if (dir != m.target && !absl::StartsWith(dir, m.target + "/")) continue;
+    if (mount == nullptr || m.target.size() > mount->target.size()) mount = &m;
+  }
+  if (mount == nullptr) return absl::OkStatus();
+  std::string name = mount->target.substr(mount->target.rfind('/') + 1);
+  if (name.empty() || name == "." || name == ".." || name.size() > 60) return absl::OkStatus();
+  for (const CgroupHandles::ViewDir& v : handles->view) {
+    if (v.name == name) return absl::OkStatus();
+  }
+  UniqueFd copy(fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) return ErrnoStatus(errno, "dup a cgroup directory");
+  handles->view.push_back({std::move(name), std::move(copy)});
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CgroupHandles> OpenPeerCgroups(const Peer& peer) {
   absl::StatusOr<std::string> content = ReadFileAt(peer.proc_dir(), "cgroup", 64 * 1024);
   if (!content.ok()) {
@@ -108,6 +129,7 @@ absl::StatusOr<CgroupHandles> OpenPeerCgroups(const Peer& peer) {
     if (!dfd) return ErrnoStatus(errno, absl::StrCat("open the caller's cgroup ", *dir));
     UniqueFd procs(openat(dfd.get(), "cgroup.procs", O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!procs) return ErrnoStatus(errno, absl::StrCat("open ", *dir, "/cgroup.procs"));
+    if (absl::Status s = AddViewDir(*dir, v2, dfd.get(), mounts, &handles); !s.ok()) return s;
     if (v2) {
       handles.v2_dir = std::move(dfd);
       handles.v2_procs = std::move(procs);
@@ -116,6 +138,8 @@ absl::StatusOr<CgroupHandles> OpenPeerCgroups(const Peer& peer) {
     }
     handles.paths.push_back(*dir);
   }
+  // A pure v2 node's one hierarchy is /sys/fs/cgroup itself.
+  if (handles.v1_procs.empty() && handles.view.size() == 1) handles.view[0].name.clear();
   if (absl::Status alive = peer.CheckAlive(); !alive.ok()) return alive;
   return handles;
 }

@@ -23,6 +23,14 @@ struct CgroupHandles {
   UniqueFd v2_procs;
   std::vector<UniqueFd> v1_procs;
   std::vector<std::string> paths;  // host paths, for the audit log and messages
+  // The directories joined, for the workload's /sys/fs/cgroup (sys_mount.h):
+  // each under its hierarchy's mount name ("memory", "cpu,cpuacct",
+  // "unified"), or "" for the one hierarchy of a pure v2 node.
+  struct ViewDir {
+    std::string name;
+    UniqueFd dir;
+  };
+  std::vector<ViewDir> view;
 };
 
 // A cgroup hierarchy mounted in the daemon's mount namespace.
@@ -42,6 +50,12 @@ absl::StatusOr<std::string> CgroupDirFor(const CgroupLine& line,
                                          const std::vector<CgroupMount>& mounts);
 
 absl::StatusOr<CgroupHandles> OpenPeerCgroups(const Peer& peer);
+
+// Adds `dir_fd` (a cgroup directory at `dir` of a hierarchy among `mounts`)
+// to handles->view under its hierarchy's mount name; a name that is not a
+// plain one, or that is there already, is left out.
+absl::Status AddViewDir(const std::string& dir, bool v2, int dir_fd,
+                        const std::vector<CgroupMount>& mounts, CgroupHandles* handles);
 
 }  // namespace sc
 

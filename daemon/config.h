@@ -1,6 +1,7 @@
 #ifndef DAEMON_CONFIG_H_
 #define DAEMON_CONFIG_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,8 @@ struct DaemonConfig {
   int max_execs_total = 1024;
   int max_execs_per_pod = 64;
   absl::Duration exec_kill_grace = absl::Seconds(5);
+  // pids.max of the cgroup all operator execs share (operator_cgroup.h).
+  int64_t operator_exec_pids_max = 1024;
 };
 
 }  // namespace sc

@@ -57,6 +57,7 @@
 #include "daemon/launcher.h"
 #include "daemon/mountinfo.h"
 #include "daemon/namespaces.h"
+#include "daemon/operator_cgroup.h"
 #include "daemon/paths.h"
 #include "daemon/pod_rootfs.h"
 #include "daemon/pty.h"
@@ -494,6 +495,12 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     absl::StatusOr<UniqueFd> opened = OpenInstanceRootfs(config_, start.instance());
     if (!opened.ok()) return Finish(kMethod, peer, opened.status(), details);
     rootfs = *std::move(opened);
+    // A cgroup of its own, with device and pids limits (operator_cgroup.h).
+    absl::StatusOr<CgroupHandles> cg =
+        OpenOperatorExecCgroups(OperatorCgroupOptions{config_.operator_exec_pids_max});
+    if (!cg.ok()) return Finish(kMethod, peer, cg.status(), details);
+    cgroups = *std::move(cg);
+    spec.cgroups = &cgroups;
     // Not the daemon's raised fd limit.
     rlimit nofile{};
     getrlimit(RLIMIT_NOFILE, &nofile);

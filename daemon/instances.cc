@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/names.h"
+#include "daemon/container_spec.h"
 
 namespace sc {
 namespace {
@@ -32,6 +33,43 @@ bool HasOption(absl::string_view options, absl::string_view option) {
     if (o == option) return true;
   }
   return false;
+}
+
+// The mount a lookup of `target` ends on, among `mounts` (those at or below
+// one directory): the top of the stack of mounts on `target`, provided the
+// mount that stack sits on is itself visible, up to one outside the set. A
+// converted instance keeps an older /dev below its new one: what is mounted
+// on that older /dev is hidden with it.
+const MountInfoEntry* VisibleMountOn(const std::vector<MountInfoEntry>& mounts,
+                                     absl::string_view target) {
+  std::map<int, const MountInfoEntry*> by_id;
+  for (const MountInfoEntry& e : mounts) by_id[e.id] = &e;
+  auto on_top = [&](const MountInfoEntry& e) {
+    for (const MountInfoEntry& o : mounts) {
+      if (o.target == e.target && o.parent_id == e.id) return false;
+    }
+    return true;
+  };
+  auto visible = [&](const MountInfoEntry* e) {
+    for (size_t depth = 0; depth < mounts.size(); ++depth) {
+      if (!on_top(*e)) return false;
+      // Down the stack to the mount it sits on.
+      const MountInfoEntry* below = e;
+      for (auto it = by_id.find(below->parent_id);
+           it != by_id.end() && it->second->target == below->target && it->second != e;
+           it = by_id.find(below->parent_id)) {
+        below = it->second;
+      }
+      auto parent = by_id.find(below->parent_id);
+      if (parent == by_id.end()) return true;
+      e = parent->second;
+    }
+    return false;  // a cycle: a table we misread
+  };
+  for (const MountInfoEntry& e : mounts) {
+    if (e.target == target && visible(&e)) return &e;
+  }
+  return nullptr;
 }
 
 std::string CleanBase(absl::string_view base) {
@@ -66,11 +104,13 @@ const std::vector<RequiredMount>& RequiredMounts() {
   static const std::vector<RequiredMount> kMounts = {
       {"", "overlay"},
       {"proc", "proc"},
+      {"proc masks", "masked /proc paths"},
       {"proc/sys", "read-only /proc/sys"},
-      {"dev", "/dev bind"},
+      {"dev", "read-only tmpfs /dev"},
       {"dev/pts", "devpts"},
       {"dev/shm", "tmpfs"},
-      {"sys", "read-only /sys bind"},
+      {"sys", "read-only sysfs of its own"},
+      {"sys/firmware", "masked /sys/firmware"},
   };
   return kMounts;
 }
@@ -128,11 +168,37 @@ InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::stri
   for (const MountInfoEntry& e : table) {
     if (e.fstype == "sysfs" && !PathAtOrBelow(e.target, rootfs)) sysfs.insert(e.devno);
   }
+  const MountInfoEntry* dev = VisibleMountOn(view.mounts, Join(rootfs, "dev"));
+  const MountInfoEntry* sys = VisibleMountOn(view.mounts, Join(rootfs, "sys"));
+  // Whether what a lookup of <rootfs>/`rel` ends on is a `fstype` other than
+  // the table's own `not_devices` (the node's copies an older /dev bind has).
+  auto visible = [&](absl::string_view rel, absl::string_view fstype,
+                     const std::set<dev_t>& not_devices) {
+    const MountInfoEntry* e = VisibleMountOn(view.mounts, Join(rootfs, rel));
+    return e != nullptr && e->fstype == fstype && not_devices.count(e->devno) == 0;
+  };
   for (const RequiredMount& m : RequiredMounts()) {
-    std::string rel = m.rel;
+    absl::string_view rel = m.rel;
     bool found = false;
     if (rel.empty()) {
       found = view.has_overlay;
+    } else if (rel == "proc masks") {
+      for (const char* masked : kMaskedProcPaths) {
+        std::string target = Join(rootfs, absl::StrCat("proc/", masked));
+        for (const MountInfoEntry& e : view.mounts) found = found || e.target == target;
+      }
+    } else if (rel == "dev") {
+      found = dev != nullptr && dev->fstype == "tmpfs" && HasOption(dev->vfs_options, "ro") &&
+              host_dev.count(dev->devno) == 0;
+    } else if (rel == "dev/pts") {
+      found = visible(rel, "devpts", host_pts);
+    } else if (rel == "dev/shm") {
+      found = visible(rel, "tmpfs", host_shm);
+    } else if (rel == "sys") {
+      found = sys != nullptr && sys->fstype == "sysfs" && HasOption(sys->vfs_options, "ro") &&
+              sysfs.count(sys->devno) == 0;
+    } else if (rel == "sys/firmware") {
+      found = visible(rel, "tmpfs", {});
     } else {
       std::string target = Join(rootfs, rel);
       for (const MountInfoEntry& e : view.mounts) {
@@ -141,18 +207,10 @@ InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::stri
           found = found || e.fstype == "proc";
         } else if (rel == "proc/sys") {
           found = found || (e.fstype == "proc" && HasOption(e.vfs_options, "ro"));
-        } else if (rel == "dev") {
-          found = found || host_dev.count(e.devno) > 0;
-        } else if (rel == "sys") {
-          found = found || sysfs.count(e.devno) > 0;
-        } else if (rel == "dev/pts") {
-          found = found || (e.fstype == "devpts" && host_pts.count(e.devno) == 0);
-        } else if (rel == "dev/shm") {
-          found = found || (e.fstype == "tmpfs" && host_shm.count(e.devno) == 0);
         }
       }
     }
-    (found ? view.present : view.missing).push_back(rel);
+    (found ? view.present : view.missing).emplace_back(rel);
   }
   if (!view.foreign.empty()) {
     view.status = InstanceStatus::kPartial;

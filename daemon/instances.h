@@ -61,14 +61,22 @@ struct InstanceView {
 // Derives the state of the instance whose rootfs is at `rootfs` from a
 // mount table (a pure function: unit tests feed fixtures). A mount counts as
 // in place when:
-//   ""         an overlay mounted on the rootfs itself;
-//   proc       a proc mount on <rootfs>/proc;
-//   proc/sys   a read-only proc mount on <rootfs>/proc/sys;
-//   dev, sys   a mount on <rootfs>/dev (resp. /sys) of the same device as the
-//              table's own /dev (resp. sysfs);
-//   dev/pts    a devpts, dev/shm a tmpfs, on those paths, that is not one of
-//              the copies the recursive /dev bind brought along (those share
-//              a device number with the table's own /dev/pts, /dev/shm).
+//   ""            an overlay mounted on the rootfs itself;
+//   proc          a proc mount on <rootfs>/proc;
+//   proc masks    a mount on any of the masked /proc paths (container_spec.h);
+//   proc/sys      a read-only proc mount on <rootfs>/proc/sys;
+//   dev           what a lookup of <rootfs>/dev ends on (the top of the
+//                 mounts there) is a read-only tmpfs that is not the
+//                 table's own /dev (an older daemon's bind of the node's
+//                 /dev counts as missing: it is converted);
+//   dev/pts, dev/shm
+//                 what a lookup of those paths ends on is a devpts, a tmpfs,
+//                 not the table's own /dev/pts, /dev/shm (what is mounted on
+//                 an older /dev covered by a new one is hidden with it);
+//   sys           what a lookup of <rootfs>/sys ends on is a read-only
+//                 sysfs of a device no sysfs outside the rootfs has (the
+//                 node's, bound in by an older daemon, counts as missing);
+//   sys/firmware  what a lookup of <rootfs>/sys/firmware ends on is a tmpfs.
 InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::string_view rootfs);
 
 // Instances with a mount on <base>/<ns>/<name>/rootfs in the table, as

@@ -26,11 +26,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "daemon/clone_on_stack.h"
+#include "daemon/container_spec.h"
+#include "daemon/dev_mount.h"
 #include "daemon/fs_util.h"
 #include "daemon/launch_watch.h"
 #include "daemon/pid_init.h"
 #include "daemon/proc_mount.h"
+#include "daemon/raw_mounts.h"
 #include "daemon/session_binary.h"
+#include "daemon/sys_mount.h"
 #include "daemon/syscalls.h"
 #include "session/keeper.h"
 
@@ -93,6 +97,9 @@ enum Step : int32_t {
   kStepDevpts,
   kStepKeeper,
   kStepKeeperFds,
+  kStepSys,
+  kStepPodDevices,
+  kStepMqueue,
 };
 
 const char* StepName(int32_t step) {
@@ -169,6 +176,12 @@ const char* StepName(int32_t step) {
       return "start the session's keeper";
     case kStepKeeperFds:
       return "give the keeper its fds";
+    case kStepSys:
+      return "mount a /sys of the workload's network namespace over the rootfs's";
+    case kStepPodDevices:
+      return "give the workload the devices of the pod's own /dev";
+    case kStepMqueue:
+      return "mount an mqueue of the workload's IPC namespace at <rootfs>/dev/mqueue";
   }
   return "unknown step";
 }
@@ -207,6 +220,11 @@ struct Plan {
   char oom[16];
   size_t oom_len;
   sigset_t empty_mask;
+  // For the workload's own mounts (proc_mount.h, sys_mount.h, dev_mount.h).
+  int null_tree = -1;
+  std::vector<CgroupViewEntry> cgroup_view;
+  DevNode* pod_devices = nullptr;  // pods only: scratch for their /dev
+  size_t pod_devices_capacity = 0;
 };
 
 SC_CLONE_CHILD_CODE void Send(int fd, int32_t type, int32_t step, int32_t err, int32_t value) {
@@ -246,6 +264,14 @@ SC_CLONE_CHILD_CODE bool CwdInsideRoot() {
 SC_CLONE_CHILD_CODE bool WriteZero(int fd) {
   // "0" names the writing process, in v1 and v2 alike.
   return write(fd, "0", 1) == 1;
+}
+
+SC_CLONE_CHILD_CODE bool JoinAll(const CgroupHandles& cgroups) {
+  if (cgroups.v2_procs && !WriteZero(cgroups.v2_procs.get())) return false;
+  for (const UniqueFd& procs : cgroups.v1_procs) {
+    if (!WriteZero(procs.get())) return false;
+  }
+  return true;
 }
 
 // Makes the mount at `dirfd`/`path` (a mount point) and every mount below it
@@ -323,12 +349,30 @@ struct WorkloadStart {
       Fail(p, kStepProc);
     }
   }
-  // A /proc of the workload's own pid namespace, not the node's (see
-  // proc_mount.h). A pod's goes into the pod's mount namespace, before the
-  // terminal's session leaves it: later execs into the pod find it there.
-  if (int err = MountOwnProcIfNeeded(root); err != 0) {
-    errno = err;  // the fds it closed on the way out may have changed it
+  // A /proc of the workload's own pid namespace, a /sys of its network
+  // namespace, the devices of its pod and an mqueue of its IPC namespace, not
+  // the node's (container_spec.h). A pod's go into the pod's mount namespace,
+  // before the terminal's session leaves it: later execs into the pod find
+  // them there. errno is set again from each result: the fds a step closed on
+  // the way out may have changed it.
+  int null_tree = p.null_tree;
+  if (int err = MountOwnProcIfNeeded(root, &null_tree); err != 0) {
+    errno = err;
     Fail(p, kStepProc);
+  }
+  if (int err = MountOwnSysIfNeeded(root, p.cgroup_view.data(), p.cgroup_view.size()); err != 0) {
+    errno = err;
+    Fail(p, kStepSys);
+  }
+  if (p.pod_devices != nullptr) {
+    if (int err = MountPodDevIfNeeded(root, p.pod_devices, p.pod_devices_capacity); err != 0) {
+      errno = err;
+      Fail(p, kStepPodDevices);
+    }
+  }
+  if (int err = MountOwnMqueueIfNeeded(root); err != 0) {
+    errno = err;
+    Fail(p, kStepMqueue);
   }
   // A terminal's devpts is the session's alone (launcher.h). In a pod, the
   // workload leaves the pod's mount namespace for a copy of it whose mounts
@@ -591,6 +635,11 @@ SC_CLONE_CHILD_CODE int KeeperChildMain(void* arg) {
     close(fd);
   }
   if (s.keeper) StartKeeper(p);
+  // An operator's exec: its pid namespace's init goes into its cgroup too,
+  // so that nothing of the exec runs without its device limit.
+  if (s.namespaces == nullptr && s.cgroups != nullptr && !JoinAll(*s.cgroups)) {
+    Fail(p, kStepCgroup);
+  }
   if (s.namespaces != nullptr) {
     if (setns(s.namespaces->pid.get(), CLONE_NEWPID) != 0) Fail(p, kStepPidNs);
   } else {
@@ -625,6 +674,20 @@ SC_CLONE_CHILD_CODE int KeeperChildMain(void* arg) {
 }
 
 SC_CLONE_CHILD_CODE int IntermediateMain(void* plan) { RunIntermediate(*static_cast<Plan*>(plan)); }
+
+// A detached read-only clone of a cgroup directory, a slave of it: nothing
+// the workload's namespace mounts there goes back.
+absl::StatusOr<UniqueFd> ReadOnlyClone(int dir_fd) {
+  UniqueFd tree(CloneTree(dir_fd, ""));
+  if (!tree) return ErrnoStatus(errno, "open_tree(a cgroup directory)");
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+  attr.propagation = MS_SLAVE;
+  if (syscall(SYS_mount_setattr, tree.get(), "", AT_EMPTY_PATH, &attr, sizeof(attr)) != 0) {
+    return ErrnoStatus(errno, "mount_setattr(a cgroup directory's clone)");
+  }
+  return tree;
+}
 
 absl::Status DidNotStart() {
   return absl::DeadlineExceededError(
@@ -706,6 +769,27 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
   plan.oom_len = oom.size();
   std::memcpy(plan.oom, oom.data(), std::min(oom.size(), sizeof(plan.oom)));
   sigemptyset(&plan.empty_mask);
+
+  // What the workload's own mounts need, made here: the children cannot
+  // allocate, and only in the daemon's mount namespace can these be cloned.
+  UniqueFd null_tree(CloneDevNull());
+  if (!null_tree) return ErrnoStatus(errno, "clone /dev/null for the masked paths");
+  plan.null_tree = null_tree.get();
+  std::vector<UniqueFd> view_trees;
+  if (spec.cgroups != nullptr) {
+    for (const CgroupHandles::ViewDir& v : spec.cgroups->view) {
+      absl::StatusOr<UniqueFd> tree = ReadOnlyClone(v.dir.get());
+      if (!tree.ok()) return tree.status();
+      plan.cgroup_view.push_back({v.name.c_str(), tree->get()});
+      view_trees.push_back(*std::move(tree));
+    }
+  }
+  std::vector<DevNode> pod_devices;
+  if (spec.namespaces != nullptr) {
+    pod_devices.resize(kMaxPodDevices);
+    plan.pod_devices = pod_devices.data();
+    plan.pod_devices_capacity = pod_devices.size();
+  }
 
   int status_pipe[2];
   if (pipe2(status_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe2 (status)");
@@ -868,6 +952,12 @@ absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec) {
     if (failure.step == kStepWorkdir) {
       return ErrnoStatus(failure.err,
                          absl::StrCat("working directory ", spec.working_dir, " in the rootfs"));
+    }
+    if (failure.step == kStepPodDevices && failure.err == E2BIG) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the pod's own /dev holds more than ", kMaxPodDevices,
+          " device nodes beyond the default set, the most that reach a workload (a privileged "
+          "pod?)"));
     }
     if (failure.step == kStepWorkdirOutside) {
       return absl::PermissionDeniedError(

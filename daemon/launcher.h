@@ -35,8 +35,11 @@ struct LaunchSpec {
   // Pod peers: join these namespaces. Null: fresh namespaces of the
   // process's own (operators exec'ing into an instance by name).
   const NamespaceHandles* namespaces = nullptr;
-  const CgroupHandles* cgroups = nullptr;  // null: stay in the daemon's cgroups
-  int rootfs_fd = -1;                      // the directory to chroot into
+  // The cgroups to join (a pod's, or the operator execs' own,
+  // operator_cgroup.h); their directories also make the workload's
+  // /sys/fs/cgroup. Null: stay in the daemon's cgroups.
+  const CgroupHandles* cgroups = nullptr;
+  int rootfs_fd = -1;  // the directory to chroot into
   std::optional<int> oom_score_adj;
   std::vector<std::pair<int, rlimit>> rlimits;
 
@@ -96,7 +99,9 @@ struct LaunchResult {
 // cgroup (CLONE_INTO_CGROUP, else cgroup.procs) and exits. Both children share
 // the daemon's memory and the caller waits until the workload has exec'd
 // (posix_spawn's way; plain forks where clone_on_stack.h has no CloneOnStack).
-// The workload joins the rest, enters the rootfs, drops every privilege,
+// The workload joins the rest, mounts its own /proc, /sys, pod devices and
+// mqueue over the rootfs's (container_spec.h), enters the rootfs, drops every
+// privilege,
 // loads the seccomp filter and execs. A failure before execve comes back as a
 // status naming the step and errno; a failed execve as exec_failed.
 absl::StatusOr<LaunchResult> Launch(const LaunchSpec& spec);

@@ -71,6 +71,9 @@ ABSL_FLAG(int, max_execs_per_pod, 64, "most Exec calls at once per pod, counted 
 ABSL_FLAG(absl::Duration, exec_kill_grace, absl::Seconds(5),
           "after a client disconnects (a by-reference session's: the keeper's): SIGHUP, SIGTERM, "
           "then SIGKILL after this grace");
+ABSL_FLAG(int64_t, operator_exec_pids_max, 1024,
+          "pids.max of the cgroup that operators' execs (sc-exec --instance) share, below the "
+          "daemon's own; it also limits their devices to the container default set");
 
 namespace {
 
@@ -164,6 +167,7 @@ int main(int argc, char** argv) {
   config.max_execs_total = absl::GetFlag(FLAGS_max_execs);
   config.max_execs_per_pod = absl::GetFlag(FLAGS_max_execs_per_pod);
   config.exec_kill_grace = absl::GetFlag(FLAGS_exec_kill_grace);
+  config.operator_exec_pids_max = absl::GetFlag(FLAGS_operator_exec_pids_max);
   if (config.shutdown_grace < absl::ZeroDuration()) Usage("--shutdown_grace must not be negative");
   if (config.max_calls_per_pod < 1 || config.max_provider_waits_per_pod < 1 ||
       config.max_connections_per_pod < 1) {

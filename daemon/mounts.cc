@@ -18,6 +18,7 @@
 #include "common/unique_fd.h"
 #include "daemon/fs_util.h"
 #include "daemon/paths.h"
+#include "daemon/raw_mounts.h"
 
 namespace sc {
 namespace {
@@ -167,32 +168,9 @@ absl::Status MountNewAt(const char* fstype, const std::vector<FsOption>& options
 }
 
 absl::Status MountEmptyProcAt(uint64_t attrs, int target_fd) {
-  // A proc belongs to the pid namespace of whoever called fsopen: a child in
-  // a new pid namespace makes the context and dies, and with it the
-  // namespace. The fd table is shared (CLONE_FILES), so the child puts the
-  // context where the daemon expects it, in place of `slot`.
-  UniqueFd slot(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!slot) return ErrnoStatus(errno, "open /dev/null");
-  long pid =
-      syscall(SYS_clone, CLONE_NEWPID | CLONE_FILES | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
-  if (pid < 0) return ErrnoStatus(errno, "clone(CLONE_NEWPID) for the rootfs's proc");
-  if (pid == 0) {
-    // A copy of the daemon's memory, one thread: system calls only.
-    int fs = static_cast<int>(syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC));
-    if (fs < 0) _exit(errno);
-    int rc = dup3(fs, slot.get(), O_CLOEXEC) < 0 ? errno : 0;
-    close(fs);
-    _exit(rc);
-  }
-  int status = 0;
-  while (waitpid(static_cast<pid_t>(pid), &status, 0) < 0) {
-    if (errno != EINTR) return ErrnoStatus(errno, "waitpid for the rootfs's proc");
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return ErrnoStatus(WIFEXITED(status) ? WEXITSTATUS(status) : EINTR,
-                       "fsopen(proc) in a new pid namespace");
-  }
-  return CreateAndAttach(slot.get(), attrs, target_fd, "proc");
+  UniqueFd proc(NewDetachedMountInEmptyNamespace("proc", CLONE_NEWPID, attrs));
+  if (!proc) return ErrnoStatus(errno, "proc of a new pid namespace");
+  return Attach(proc.get(), target_fd, "proc");
 }
 
 absl::Status SetPropagation(int mount_fd, uint64_t propagation, bool recursive) {

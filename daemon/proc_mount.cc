@@ -7,36 +7,15 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 
 #include "common/unique_fd.h"
 #include "daemon/clone_on_stack.h"
+#include "daemon/container_spec.h"
+#include "daemon/raw_mounts.h"
 
 namespace sc {
 namespace {
-
-// libmount has no answer for the new mount API in a forked child (it
-// allocates); these are the raw system calls.
-SC_CLONE_CHILD_CODE int FsOpen(const char* fs) {
-  return static_cast<int>(syscall(SYS_fsopen, fs, FSOPEN_CLOEXEC));
-}
-SC_CLONE_CHILD_CODE int FsConfigCreate(int fd) {
-  return static_cast<int>(syscall(SYS_fsconfig, fd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0));
-}
-SC_CLONE_CHILD_CODE int FsMount(int fd, unsigned int attrs) {
-  return static_cast<int>(syscall(SYS_fsmount, fd, FSMOUNT_CLOEXEC, attrs));
-}
-SC_CLONE_CHILD_CODE int OpenTree(int dirfd, const char* path, unsigned int flags) {
-  return static_cast<int>(syscall(SYS_open_tree, dirfd, path, flags));
-}
-SC_CLONE_CHILD_CODE int MoveMount(int from_fd, const char* from, int to_fd, const char* to,
-                                  unsigned int flags) {
-  return static_cast<int>(syscall(SYS_move_mount, from_fd, from, to_fd, to, flags));
-}
-SC_CLONE_CHILD_CODE int MountSetattrReadOnly(int fd) {
-  mount_attr attr{};
-  attr.attr_set = MOUNT_ATTR_RDONLY;
-  return static_cast<int>(syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)));
-}
 
 // Whether the proc mounted at <rootfs>/proc is of the caller's pid namespace:
 // its "self" names the caller by the caller's own pid only then.
@@ -58,8 +37,15 @@ SC_CLONE_CHILD_CODE bool ProcIsOurs(int rootfs_fd) {
 
 }  // namespace
 
-SC_CLONE_CHILD_CODE int MountOwnProcIfNeeded(int rootfs_fd) {
-  if (ProcIsOurs(rootfs_fd)) return 0;
+SC_CLONE_CHILD_CODE int FinishProc(int proc_fd, int* null_tree) {
+  if (int err = MaskPaths(proc_fd, kMaskedProcPaths, std::size(kMaskedProcPaths), null_tree);
+      err != 0) {
+    return err;
+  }
+  return ReadOnlyOverSelf(proc_fd, kReadOnlyProcPaths, std::size(kReadOnlyProcPaths));
+}
+
+SC_CLONE_CHILD_CODE int MountOwnProcIfNeeded(int rootfs_fd, int* null_tree) {
   // Not following a symlink: the rootfs is the workload's to write, but a
   // mount point cannot be replaced while the rootfs's proc is on it.
   UniqueFd dir(openat(rootfs_fd, "proc", O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC));
@@ -67,36 +53,18 @@ SC_CLONE_CHILD_CODE int MountOwnProcIfNeeded(int rootfs_fd) {
     if (errno == ENOENT) return 0;
     return errno;
   }
-  UniqueFd fs(FsOpen("proc"));
-  if (!fs) {
-    return errno;
+  // Finished by an earlier exec into this mount namespace (an older daemon's
+  // lacks the masks: it gets a new one on top).
+  if (ProcIsOurs(rootfs_fd) && IsMountPointBeneath(dir.get(), "sys") == 1 &&
+      AllMountedBeneath(dir.get(), kMaskedProcPaths, std::size(kMaskedProcPaths))) {
+    return 0;
   }
-  if (FsConfigCreate(fs.get()) != 0) {
-    return errno;
-  }
-  UniqueFd proc(FsMount(fs.get(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
-  if (!proc) {
-    return errno;
-  }
-  if (MoveMount(proc.get(), "", dir.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) !=
-      0) {
-    return errno;
-  }
-  for (const char* knob : {"sys", "sysrq-trigger", "irq", "bus", "fs"}) {
-    UniqueFd tree(
-        OpenTree(proc.get(), knob, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
-    if (!tree) {
-      if (errno == ENOENT) continue;  // a kernel without it
-      return errno;
-    }
-    if (MountSetattrReadOnly(tree.get()) != 0) {
-      return errno;
-    }
-    if (MoveMount(tree.get(), "", proc.get(), knob, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
-      return errno;
-    }
-  }
-  return 0;
+  static const char* const kNoOptions[] = {nullptr};
+  UniqueFd proc(NewDetachedMount("proc", kNoOptions,
+                                 MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+  if (!proc) return errno;
+  if (int err = AttachAt(proc.get(), dir.get(), ""); err != 0) return err;
+  return FinishProc(proc.get(), null_tree);
 }
 
 }  // namespace sc

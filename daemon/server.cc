@@ -19,6 +19,7 @@
 #include "daemon/audit.h"
 #include "daemon/fs_util.h"
 #include "daemon/health.h"
+#include "daemon/instance_mounts.h"
 #include "daemon/listener.h"
 #include "daemon/log_throttle.h"
 #include "daemon/mounts.h"
@@ -116,6 +117,8 @@ int RunDaemon(const DaemonConfig& config) {
     spdlog::critical("cannot listen: {}", listener.status().ToString());
     return 1;
   }
+
+  ConvertOlderInstances(config.instance_base.empty() ? kDefaultInstanceBase : config.instance_base);
 
   PeerRegistry peers(kFirstConnectionFd, PrepareFdLimit());
   MountHelperService service(config, &peers, audit->get());

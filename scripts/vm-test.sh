@@ -39,7 +39,9 @@ source scripts/lib/vm/image.sh
 # SIGKILLed daemon under running sessions), seccomp (the workload's
 # allowlist on both ABIs), the escape cases that depend on the kernel
 # (another pod's rootfs, .. and symlinks, setuid, mount and namespaces
-# inside, devices) and the red-team ones (binds resolved under the pod's
+# inside, devices, a container's /dev, /sys, /proc and cgroup view, the
+# conversion of an older daemon's instance, an operator's device limit) and
+# the red-team ones (binds resolved under the pod's
 # own directory, nosuid,nodev set in place by mount_setattr, a devpts of
 # each tty session's own). Left to --long: load, faults, limits, policy
 # cases that no kernel feature decides (authz, CheckRootfs, provider
@@ -59,7 +61,11 @@ default_tests=(
   "\"escape: a pod cannot exec into another pod's instance\""
   '"escape: .. and symlinks in the rootfs lead back into it"'
   '"escape: a setuid-root binary*"' '"escape: mount*"'
-  "\"escape: a pod's workload gets only the devices its pod may open\""
+  "\"escape: a pod's workload gets only the devices its pod has*\""
+  "\"escape: /dev and /sys and /proc are a container's*\""
+  "\"escape: a workload's cgroup view and mqueue*\"" '"escape: an instance an older daemon*"'
+  '"escape: a restarted daemon converts*"'
+  "\"escape: an operator's exec reaches no node disk\""
   '"redteam: a pod binds only*"' '"redteam: the rootfs is nosuid*"'
   '"redteam: another pod of the instance cannot see*"' '"redteam: a terminal is /dev/pts/N*"')
 default_tags=$(IFS=,; echo "${default_tests[*]}")

@@ -39,6 +39,12 @@ GROUPS = [
      mkdirat unlinkat rmdir fchownat fchown fchmodat fchmod utimensat pidfd_open
      waitid wait4 setns inotify_init1 inotify_add_watch inotify_rm_watch
      """),
+    ("container-mounts", "A container's /dev, /sys and /proc in every rootfs and exec "
+     "(daemon/container_spec.h): device nodes and links of the default /dev, the sysfs of an "
+     "empty network namespace, the device program of the operator execs' cgroup "
+     "(daemon/operator_cgroup.h).", """
+     symlinkat symlink getdents64 fstatfs
+     """),
     ("exec-child", "The daemon's child between fork and execve of the workload: join the "
      "peer's namespaces and cgroup, pty, chroot, drop privileges, load the workload's "
      "own (stricter) filter, execve.", """
@@ -67,7 +73,22 @@ GROUPS = [
 
 # Allowed only with conditions on their arguments: (name, comment, args).
 CLONE_NEWUSER = 0x10000000
+S_IFMT, S_IFCHR, S_IFBLK = 0o170000, 0o020000, 0o060000
+BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_QUERY = 5, 8, 16
 CONDITIONAL = [
+    ("mknodat", "container-mounts: the character devices of a container's default /dev "
+     "(null, zero, full, random, urandom, tty) and the device nodes a pod was given, made "
+     "again in its rootfs's /dev; never a FIFO, socket or regular file.",
+     [{"index": 2, "value": S_IFMT, "valueTwo": S_IFCHR, "op": "SCMP_CMP_MASKED_EQ"}]),
+    ("mknodat", "container-mounts: a block device a pod was given (a volumeDevices entry).",
+     [{"index": 2, "value": S_IFMT, "valueTwo": S_IFBLK, "op": "SCMP_CMP_MASKED_EQ"}]),
+    ("bpf", "container-mounts, cgroup v2: load the device program of the operator execs' "
+     "cgroup (BPF_PROG_LOAD); no maps, no other command.",
+     [{"index": 0, "value": BPF_PROG_LOAD, "op": "SCMP_CMP_EQ"}]),
+    ("bpf", "container-mounts, cgroup v2: attach that program (BPF_PROG_ATTACH).",
+     [{"index": 0, "value": BPF_PROG_ATTACH, "op": "SCMP_CMP_EQ"}]),
+    ("bpf", "container-mounts, cgroup v2: see whether it is attached already (BPF_PROG_QUERY).",
+     [{"index": 0, "value": BPF_PROG_QUERY, "op": "SCMP_CMP_EQ"}]),
     ("unshare", "exec-child: an operator's exec (no pod peer) runs in fresh mount/uts/ipc/net/"
      "cgroup/pid namespaces; never a new user namespace (CLONE_NEWUSER bit must be 0).",
      [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]),
@@ -75,13 +96,15 @@ CONDITIONAL = [
 
 # Never allowed, whatever a trace shows: the daemon has no business with
 # them, and each is a known container-escape or kernel-attack surface. The
-# tests fail if the profile allows any of these.
+# tests fail if the profile allows any of these. bpf and mknodat are allowed
+# only with the conditions above (CONDITIONAL_ONLY), never as a whole.
+CONDITIONAL_ONLY = {"bpf", "mknodat"}
 FORBIDDEN = """
-bpf perf_event_open kexec_load kexec_file_load init_module finit_module delete_module
+perf_event_open kexec_load kexec_file_load init_module finit_module delete_module
 create_module ptrace process_vm_readv process_vm_writev keyctl add_key request_key
 userfaultfd swapon swapoff reboot settimeofday clock_settime clock_adjtime adjtimex acct
 quotactl quotactl_fd pivot_root iopl ioperm open_by_handle_at name_to_handle_at
-lookup_dcookie syslog mknod mknodat personality uselib nfsservctl vhangup kcmp
+lookup_dcookie syslog mknod personality uselib nfsservctl vhangup kcmp
 io_uring_setup io_uring_enter io_uring_register fanotify_init sethostname
 setdomainname
 """.split()

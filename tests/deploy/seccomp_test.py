@@ -302,6 +302,9 @@ def main():
         profile = json.load(f)
     bad = sorted(allowed_names(profile) & set(generate.FORBIDDEN))
     report(not bad, "no forbidden syscall is allowed" + (f": {bad}" if bad else ""))
+    whole = sorted(allowed_names(profile, conditional=False) & generate.CONDITIONAL_ONLY)
+    report(not whole, "bpf and mknodat are allowed only with conditions on their arguments"
+           + (f": {whole} allowed whole" if whole else ""))
     report(profile["defaultAction"] == "SCMP_ACT_ERRNO", "default action is SCMP_ACT_ERRNO")
     unshare_rules = [r for r in profile["syscalls"] if "unshare" in r["names"]]
     report(len(unshare_rules) == 1 and unshare_rules[0].get("args") == [

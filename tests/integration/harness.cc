@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -164,6 +165,33 @@ std::vector<Hierarchy> CgroupHierarchies() {
     out.push_back(h);
   }
   return out;
+}
+
+// mkdir, and for a v1 cpuset cgroup the cpus and mems of its parent: it
+// admits no process without them.
+void MakeCgroupDir(const Hierarchy& h, const std::string& dir) {
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    FAIL("mkdir " << dir << ": " << strerror(errno));
+  }
+  if (!h.cpuset_v1) return;
+  std::string parent = fs::path(dir).parent_path().string();
+  for (const char* file : {"/cpuset.cpus", "/cpuset.mems"}) {
+    std::string current = ReadFile(dir + file);
+    if (current.find_first_not_of(" \n") == std::string::npos) {
+      WriteFile(dir + file, ReadFile(parent + file));
+    }
+  }
+}
+
+// Removes cgroup directories in order, each once it is empty (bounded).
+void RemoveCgroupDirs(const std::vector<std::string>& dirs) {
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (const std::string& dir : dirs) {
+    while (rmdir(dir.c_str()) != 0 && errno == EBUSY && Clock::now() < deadline) {
+      pollfd none{};
+      poll(&none, 0, 10);
+    }
+  }
 }
 
 }  // namespace
@@ -444,6 +472,19 @@ DaemonProcess::DaemonProcess(const std::string& socket_path, std::vector<std::st
   pid_t pid = Spawn(argv, &actions);
   ready_w.reset();
   pid_ = pid;
+  // A cgroup of its own below kubepods/ (where tests make cgroups), so that
+  // what the daemon makes below its cgroup (its operator execs', made once it
+  // serves) goes with it.
+  std::string leaf = "sc-test-daemon-" + RandomHex(8);
+  for (const Hierarchy& h : CgroupHierarchies()) {
+    MakeCgroupDir(h, h.mount_point + "/kubepods");
+    std::string dir = h.mount_point + "/kubepods/" + leaf;
+    MakeCgroupDir(h, dir);
+    cgroup_dirs_.push_back(dir);
+    if (!WriteFile(dir + "/cgroup.procs", std::to_string(pid))) {
+      FAIL("move the daemon into " << dir << ": " << strerror(errno));
+    }
+  }
 
   // The daemon writes READY once it serves; EOF first means it gave up.
   pollfd p{ready_r.get(), POLLIN, 0};
@@ -468,6 +509,13 @@ DaemonProcess::~DaemonProcess() {
   Kill();
   std::error_code ec;
   fs::remove_all(dir_, ec);
+  // An operator exec's processes end within the daemon's kill grace of it.
+  std::vector<std::string> dirs;
+  for (const std::string& dir : cgroup_dirs_) {
+    dirs.push_back(dir + "/sc-operator-exec");
+    dirs.push_back(dir);
+  }
+  RemoveCgroupDirs(dirs);
 }
 
 std::string DaemonProcess::Log() const { return ReadFile(log_path_); }
@@ -532,21 +580,7 @@ SimulatedPod::SimulatedPod(PodOptions options) : options_(std::move(options)) {
     if (options_.qos != "guaranteed") levels.push_back(levels.back() + "/" + options_.qos);
     levels.push_back(levels.back() + "/pod" + uid_);
     levels.push_back(levels.back() + "/" + container_id_);
-    for (const std::string& dir : levels) {
-      if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-        FAIL("mkdir " << dir << ": " << strerror(errno));
-      }
-      // A v1 cpuset cgroup admits no process until it has cpus and mems.
-      if (h.cpuset_v1) {
-        std::string parent = fs::path(dir).parent_path().string();
-        for (const char* file : {"/cpuset.cpus", "/cpuset.mems"}) {
-          std::string current = ReadFile(dir + file);
-          if (current.find_first_not_of(" \n") == std::string::npos) {
-            WriteFile(dir + file, ReadFile(parent + file));
-          }
-        }
-      }
-    }
+    for (const std::string& dir : levels) MakeCgroupDir(h, dir);
     // Removal goes deepest first; shared levels are removed when empty.
     for (auto it = levels.rbegin(); it != levels.rend(); ++it) cgroup_dirs_.push_back(*it);
     procs_files.push_back(levels.back() + "/cgroup.procs");
@@ -576,6 +610,7 @@ SimulatedPod::SimulatedPod(PodOptions options) : options_(std::move(options)) {
   for (const std::string& e : options_.init_env) argv.push_back("--env=" + e);
   if (!options_.root_lower.empty()) argv.push_back("--root_lower=" + options_.root_lower);
   for (const std::string& p : procs_files) argv.push_back("--cgroup=" + p);
+  for (const std::string& d : options_.devices) argv.push_back("--device=" + d);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -659,11 +694,63 @@ bool JoinCgroups(const std::vector<std::string>& procs_files) {
   return true;
 }
 
+// The /dev a runtime gives a container (runc, with the runtime-spec's
+// defaults): a tmpfs with null, zero, full, random, urandom and tty, the
+// usual links, a devpts and an mqueue of its own, a tmpfs shm; plus the
+// host's device nodes in `devices` (a volumeDevices entry, a device plugin's
+// device), at their paths below /dev.
+void SetUpPodDev(const std::string& dev, const std::vector<std::string>& devices) {
+  if (mount("tmpfs", dev.c_str(), "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") !=
+      0) {
+    Die("mount the pod's /dev");
+  }
+  const struct {
+    const char* name;
+    unsigned major, minor;
+  } nodes[] = {{"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
+               {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+  for (const auto& n : nodes) {
+    std::string path = dev + "/" + n.name;
+    if (mknod(path.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor)) != 0 ||
+        chmod(path.c_str(), 0666) != 0) {
+      Die("mknod in the pod's /dev");
+    }
+  }
+  for (const auto& [name, target] :
+       std::vector<std::pair<std::string, std::string>>{{"ptmx", "pts/ptmx"},
+                                                        {"fd", "/proc/self/fd"},
+                                                        {"stdin", "/proc/self/fd/0"},
+                                                        {"stdout", "/proc/self/fd/1"},
+                                                        {"stderr", "/proc/self/fd/2"}}) {
+    if (symlink(target.c_str(), (dev + "/" + name).c_str()) != 0) Die("symlink in /dev");
+  }
+  for (const char* d : {"pts", "shm", "mqueue"}) {
+    if (mkdir((dev + "/" + d).c_str(), 0755) != 0) Die("mkdir in /dev");
+  }
+  if (mount("devpts", (dev + "/pts").c_str(), "devpts", MS_NOSUID | MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5") != 0 ||
+      mount("shm", (dev + "/shm").c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            "mode=1777,size=65536k") != 0 ||
+      mount("mqueue", (dev + "/mqueue").c_str(), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            nullptr) != 0) {
+    Die("mount in the pod's /dev");
+  }
+  for (const std::string& host : devices) {
+    struct stat st {};
+    if (stat(host.c_str(), &st) != 0 || host.rfind("/dev/", 0) != 0) Die("stat a pod's device");
+    std::string path = dev + host.substr(4);
+    fs::create_directories(fs::path(path).parent_path());
+    if (mknod(path.c_str(), st.st_mode, st.st_rdev) != 0) Die("mknod a pod's device");
+  }
+}
+
 // Builds the pod's root: a tmpfs holding binds of the host's top-level
 // directories (so binaries, the build tree and /tmp are where they are on the
-// host), /rootfs and a /proc of its own, then pivots into it.
+// host), a /dev of a container's (SetUpPodDev), /rootfs and a /proc of its
+// own, then pivots into it.
 void SetUpPodRoot(const std::string& pod_root, const std::string& rootfs,
-                  const std::vector<std::string>& binds, const std::string& lower) {
+                  const std::vector<std::string>& binds, const std::string& lower,
+                  const std::vector<std::string>& devices) {
   if (mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) Die("make / rslave");
   if (mount("tmpfs", pod_root.c_str(), "tmpfs", 0, "mode=0755") != 0) Die("mount tmpfs root");
   std::string root = pod_root;
@@ -681,6 +768,11 @@ void SetUpPodRoot(const std::string& pod_root, const std::string& rootfs,
     std::string name = entry.path().filename().string();
     if (name == "proc" || name == "rootfs") continue;
     std::string target = root + "/" + name;
+    if (name == "dev") {
+      if (mkdir(target.c_str(), 0755) != 0 && errno != EEXIST) Die("mkdir /dev in pod root");
+      SetUpPodDev(target, devices);
+      continue;
+    }
     if (entry.is_symlink()) {
       std::error_code ec;
       fs::create_symlink(fs::read_symlink(entry.path()), target, ec);
@@ -735,7 +827,7 @@ int PodInitMain(int argc, char** argv) {
   std::string hostname = argv[3];
   std::string rootfs = argv[4];
   std::string pod_root = argv[5];
-  std::vector<std::string> binds, env, cgroups;
+  std::vector<std::string> binds, env, cgroups, devices;
   std::string root_lower;
   for (int i = 6; i < argc; ++i) {
     std::string a = argv[i];
@@ -743,13 +835,14 @@ int PodInitMain(int argc, char** argv) {
     if (a.rfind("--bind=", 0) == 0) binds.push_back(a.substr(7));
     if (a.rfind("--env=", 0) == 0) env.push_back(a.substr(6));
     if (a.rfind("--cgroup=", 0) == 0) cgroups.push_back(a.substr(9));
+    if (a.rfind("--device=", 0) == 0) devices.push_back(a.substr(9));
   }
   if (!JoinCgroups(cgroups)) Die("join cgroups");
   if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID) != 0) {
     Die("unshare");
   }
   if (sethostname(hostname.c_str(), hostname.size()) != 0) Die("sethostname");
-  SetUpPodRoot(pod_root, rootfs, binds, root_lower);
+  SetUpPodRoot(pod_root, rootfs, binds, root_lower, devices);
   int sync[2];
   if (pipe2(sync, O_CLOEXEC) != 0) Die("pipe2");
   pid_t init = fork();

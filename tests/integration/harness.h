@@ -106,6 +106,7 @@ class DaemonProcess {
   std::string socket_path_;
   std::string audit_log_;
   std::string log_path_;
+  std::vector<std::string> cgroup_dirs_;  // its own, below kubepods/
   pid_t pid_ = -1;
 };
 
@@ -126,7 +127,8 @@ struct PodOptions {
   std::string rootfs_host_path;
   // Extra host paths bound at the same path inside the pod (e.g. the
   // directory holding the daemon's socket). The pod's mount namespace is a
-  // private copy of the host's, so everything else is visible as on the host.
+  // private copy of the host's, so everything else but /dev is visible as on
+  // the host.
   std::vector<std::string> binds;
   // Extra environment for the pod's pid 1 (e.g. "ROOTFS_MARKER=true").
   std::vector<std::string> init_env;
@@ -135,6 +137,10 @@ struct PodOptions {
   // mounts a container's image; the host directories are bound into it as
   // usual. Empty: the root is a plain tmpfs.
   std::string root_lower;
+  // Host device nodes the pod was given (a volumeDevices entry, a device
+  // plugin's device): made in its /dev at the same path. Its /dev is
+  // otherwise what runc gives a container (the runtime-spec's default set).
+  std::vector<std::string> devices;
 };
 
 class SimulatedPod {

@@ -342,15 +342,16 @@ int Work() {
 }
 
 int Usage() {
-  std::fprintf(stderr,
-               "usage: sc-escape-probe ids | fds | hold MARKER | exe-scan DEV:INO | open PATH |\n"
-               "  read PATH N | stat PATH | readlink PATH | kill PID SIG | ptrace PID |\n"
-               "  vmread PID | pidfd PID | setns PATH | unshare NS | clone NS | clone3 |\n"
-               "  mount DIR | umount DIR | chroot DIR | pivot DIR | fsopen | open-tree DIR |\n"
-               "  mknod PATH | setuid UID | capset | open-by-handle PATH |\n"
-               "  io-uring [PATH] | personality VALUE | keyctl | add-key | request-key | bpf |\n"
-               "  perf | userfaultfd | socket FAMILY | mseal | raw NR [ARGS] | int80 NR [ARGS] |\n"
-               "  clone3 [NS] | work\n");
+  std::fprintf(
+      stderr,
+      "usage: sc-escape-probe ids | fds | hold MARKER | exe-scan DEV:INO | open PATH |\n"
+      "  open-write PATH | read PATH N | stat PATH | readlink PATH | kill PID SIG | ptrace PID |\n"
+      "  vmread PID | pidfd PID | setns PATH | unshare NS | clone NS | clone3 |\n"
+      "  mount DIR | umount DIR | chroot DIR | pivot DIR | fsopen | open-tree DIR |\n"
+      "  mknod PATH | setuid UID | capset | open-by-handle PATH |\n"
+      "  io-uring [PATH] | personality VALUE | keyctl | add-key | request-key | bpf |\n"
+      "  perf | userfaultfd | socket FAMILY | mseal | raw NR [ARGS] | int80 NR [ARGS] |\n"
+      "  clone3 [NS] | work\n");
   return 2;
 }
 
@@ -392,6 +393,13 @@ int main(int argc, char** argv) {
   if (cmd == "exe-scan") return ExeScan(arg);
   if (cmd == "open") {
     int fd = open(arg, O_RDONLY | O_CLOEXEC);
+    int rc = Report(what.c_str(), fd);
+    if (fd >= 0) close(fd);
+    return rc;
+  }
+  if (cmd == "open-write") {
+    // Opening is the test: nothing is written.
+    int fd = open(arg, O_WRONLY | O_CLOEXEC);
     int rc = Report(what.c_str(), fd);
     if (fd >= 0) close(fd);
     return rc;

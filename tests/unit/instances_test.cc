@@ -1,5 +1,7 @@
 #include "daemon/instances.h"
 
+#include <sys/sysmacros.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
@@ -39,7 +41,7 @@ TEST_CASE("names are DNS-1123 labels before they become paths", "[instances]") {
 }
 
 TEST_CASE("a fully mounted instance is READY, with its layers", "[instances]") {
-  InstanceView view = DeriveInstance(Table("instance-ready.txt"), kRootfs);
+  InstanceView view = DeriveInstance(Table("instance-ready-oci.txt"), kRootfs);
   CHECK(view.status == InstanceStatus::kReady);
   CHECK(view.foreign.empty());
   CHECK(view.missing.empty());
@@ -47,16 +49,45 @@ TEST_CASE("a fully mounted instance is READY, with its layers", "[instances]") {
   CHECK(view.overlay.id == 44);
   CHECK(view.layers.lowerdirs.size() == 2);
   CHECK(view.layers.upperdir == "/var/lib/stoppablecontainer/team-a/box/upper");
-  CHECK(view.mounts.size() == 18);
+  CHECK(view.mounts.size() == 14);
   CHECK(view.mounts.front().target == kRootfs);
+}
+
+TEST_CASE("an instance an older daemon prepared lacks what a container gets", "[instances]") {
+  // The node's /dev and /sys bound in, no masked paths: what the next
+  // prepare adds over them.
+  InstanceView view = DeriveInstance(Table("instance-ready.txt"), kRootfs);
+  CHECK(view.status == InstanceStatus::kPartial);
+  CHECK(view.missing == std::vector<std::string>{"proc masks", "dev", "sys", "sys/firmware"});
+  CHECK(view.present == std::vector<std::string>{"", "proc", "proc/sys", "dev/pts", "dev/shm"});
+  // Once converted, the new mounts cover the old ones: READY, the old binds
+  // still below them.
+  InstanceView converted = DeriveInstance(Table("instance-converted.txt"), kRootfs);
+  CHECK(converted.status == InstanceStatus::kReady);
+  CHECK(converted.missing.empty());
+  CHECK(converted.mounts.size() == view.mounts.size() + 7);
 }
 
 TEST_CASE("copies brought by the /dev bind do not count as our devpts and shm", "[instances]") {
   // Overlay, proc and the /dev bind with the host's pts/shm copies: partial.
   InstanceView view = DeriveInstance(Table("instance-partial.txt"), kRootfs);
   CHECK(view.status == InstanceStatus::kPartial);
-  CHECK(view.missing == std::vector<std::string>{"proc/sys", "dev/pts", "dev/shm", "sys"});
-  CHECK(view.present == std::vector<std::string>{"", "proc", "dev"});
+  CHECK(view.missing == std::vector<std::string>{"proc masks", "proc/sys", "dev", "dev/pts",
+                                                 "dev/shm", "sys", "sys/firmware"});
+  CHECK(view.present == std::vector<std::string>{"", "proc"});
+}
+
+TEST_CASE("a writable /dev, or a /sys of the node's, is not a container's", "[instances]") {
+  auto table = Table("instance-ready-oci.txt");
+  for (MountInfoEntry& e : table) {
+    if (e.target == std::string(kRootfs) + "/dev") e.vfs_options = "rw,nosuid,noexec,relatime";
+  }
+  CHECK(DeriveInstance(table, kRootfs).missing == std::vector<std::string>{"dev"});
+  table = Table("instance-ready-oci.txt");
+  for (MountInfoEntry& e : table) {
+    if (e.target == std::string(kRootfs) + "/sys") e.devno = makedev(0, 22);  // the node's sysfs
+  }
+  CHECK(DeriveInstance(table, kRootfs).missing == std::vector<std::string>{"sys"});
 }
 
 TEST_CASE("an instance with nothing mounted is RELEASED", "[instances]") {
@@ -85,7 +116,7 @@ TEST_CASE("instances are listed from the table, invalid names skipped", "[instan
 }
 
 TEST_CASE("unmount order puts children and stacked mounts first", "[instances]") {
-  InstanceView view = DeriveInstance(Table("instance-ready.txt"), kRootfs);
+  InstanceView view = DeriveInstance(Table("instance-converted.txt"), kRootfs);
   std::vector<MountInfoEntry> order = UnmountOrder(view.mounts);
   REQUIRE(order.size() == view.mounts.size());
   CHECK(order.back().id == 44);  // the overlay last

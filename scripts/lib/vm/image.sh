@@ -23,8 +23,9 @@ VM_TOOLS=(/usr/bin/setpriv /usr/bin/unshare /usr/bin/nsenter /sbin/losetup /bin/
 VM_MODULES_WANTED=(overlay loop)
 # Modules that are only there, for the kernel to load on first use as it
 # does on a node (unix_diag: sock_diag of AF_UNIX sockets, a module in
-# Debian's kernel, CONFIG_UNIX_DIAG=m).
-VM_MODULES_AUTOLOAD=(unix_diag)
+# Debian's kernel, CONFIG_UNIX_DIAG=m; bridge: an interface of a pod's own in
+# the escape tests).
+VM_MODULES_AUTOLOAD=(unix_diag bridge)
 # Our binaries, relative to the build directory.
 VM_BINARIES=(daemon/sc-mount-helper wrapper/sc-exec tests/sc-test-client tests/sc-escape-probe
   tests/integration_tests)
