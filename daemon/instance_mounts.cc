@@ -328,10 +328,10 @@ void ConvertOlderInstances(const std::string& base) {
                      [](const std::string& m) { return kNew.count(m) > 0; })) {
       continue;
     }
-    absl::StatusOr<int> mounted = absl::InternalError("not opened");
     absl::StatusOr<UniqueFd> instance =
         OpenBeneath(base_fd.get(), absl::StrCat(ns, "/", name), O_PATH | O_DIRECTORY);
-    mounted = instance.ok() ? CompleteInstance(instance->get(), view, {}) : instance.status();
+    absl::StatusOr<int> mounted =
+        instance.ok() ? CompleteInstance(instance->get(), view, {}) : instance.status();
     if (mounted.ok()) {
       spdlog::info("instance {}/{}: converted to a container's /dev, /sys and /proc ({} mounts)",
                    ns, name, *mounted);

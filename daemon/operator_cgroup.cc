@@ -79,19 +79,29 @@ absl::Status LimitDevicesV2(int dir_fd) {
   return absl::OkStatus();
 }
 
-// pids.max where the controller reaches the cgroup; v2 enables it below the
-// daemon's cgroup first, which a cgroup holding processes refuses (EBUSY).
+// pids.max where the controller reaches the cgroup. On v2 it must be enabled
+// in the daemon's cgroup's subtree_control first, which only the root
+// cgroup may do while it holds processes: pids is a threaded controller, and
+// enabling it in any other cgroup with processes (the daemon's own, in a
+// DaemonSet pod) makes that cgroup a thread root whose domain children then
+// refuse processes (EOPNOTSUPP), the operator exec cgroup among them.
 absl::Status LimitPids(int parent_fd, int dir_fd, bool v2, int64_t pids_max,
                        const std::string& where) {
   if (v2) {
     absl::StatusOr<std::string> have = ReadFileAt(dir_fd, "cgroup.controllers", 4096);
     if (!have.ok()) return have.status();
     if (!HasController(*have, "pids")) {
-      absl::Status enabled = WriteAt(parent_fd, "cgroup.subtree_control", "+pids");
+      // The root alone has no cgroup.type.
+      bool root = faccessat(parent_fd, "cgroup.type", F_OK, 0) != 0 && errno == ENOENT;
+      absl::Status enabled =
+          root ? WriteAt(parent_fd, "cgroup.subtree_control", "+pids")
+               : absl::FailedPreconditionError(
+                     "the pids controller is not enabled below the daemon's cgroup, and "
+                     "enabling it there would keep processes out of its children");
       if (!enabled.ok()) {
         spdlog::warn(
             "operator execs in {} get no pids limit of their own: {} (the daemon's pod limit "
-            "still applies; its device limit is in place)",
+            "still applies; their device limit is in place)",
             where, std::string(enabled.message()));
         return absl::OkStatus();
       }

@@ -97,11 +97,13 @@ stop_container() {
   "${CTR[@]}" containers rm "$1" >/dev/null 2>&1
 }
 # runc removes each container's cgroup but not the pod's: the kubelet does.
+# Deepest first: the daemon's container holds its operator execs' cgroup.
 remove_pod_cgroups() {
   local h
   for h in $(awk '$9 ~ /^cgroup2?$/ && $5 ~ /^\/sys\/fs\/cgroup/ {print $5}' /proc/self/mountinfo); do
-    for d in "$h/kubepods/besteffort/pod$1"/*/; do [[ -d $d ]] && rmdir "$d" 2>/dev/null; done
-    rmdir "$h/kubepods/besteffort/pod$1" 2>/dev/null
+    if [[ -d $h/kubepods/besteffort/pod$1 ]]; then
+      find "$h/kubepods/besteffort/pod$1" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    fi
     rmdir "$h/kubepods/besteffort" "$h/kubepods" 2>/dev/null
   done
   return 0

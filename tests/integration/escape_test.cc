@@ -973,7 +973,7 @@ TEST_CASE("escape: a workload's cgroup view and mqueue are its pod's own", "[esc
   EscapeNode node;
   ProcessResult r = node.ShInA(
       "for f in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/*/cgroup.procs; do "
-      "grep -qx $$ $f 2>/dev/null && echo mine $f; done; ls -R /sys/fs/cgroup | grep -c kubepods; "
+      "[ -L ${f%/cgroup.procs} ] || { grep -qx $$ $f 2>/dev/null && echo mine $f; }; done; ls -R /sys/fs/cgroup | grep -c kubepods; "
       "probe open-write $(ls /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/*/cgroup.procs 2>/dev/null "
       "| head -n 1); probe stat /dev/mqueue");
   INFO(r.Describe() << "\n" << r.out << r.err);
@@ -997,35 +997,61 @@ TEST_CASE("escape: a workload's cgroup view and mqueue are its pod's own", "[esc
   CHECK_FALSE(dev_ino == DevIno(node.rootfs_a + "/dev/mqueue"));
 }
 
-// The way an older daemon (before issue 15) prepared a rootfs: the node's
-// /dev and /sys bound in, the proc knobs read-only but nothing masked.
-void MountAsOlderDaemon(const std::string& dir, const std::string& image) {
-  for (const char* d : {"/upper", "/work", "/rootfs"}) REQUIRE(mkdir((dir + d).c_str(), 0755) == 0);
-  const std::string root = dir + "/rootfs";
-  const std::string options =
-      "lowerdir=" + image + ",upperdir=" + dir + "/upper,workdir=" + dir + "/work";
-  REQUIRE(mount("overlay", root.c_str(), "overlay", MS_NOSUID | MS_NODEV, options.c_str()) == 0);
-  REQUIRE(mount(nullptr, root.c_str(), nullptr, MS_SHARED, nullptr) == 0);
-  for (const char* d : {"/proc", "/dev", "/sys"}) mkdir((root + d).c_str(), 0755);
-  REQUIRE(mount("proc", (root + "/proc").c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                nullptr) == 0);
-  for (const char* knob : {"/proc/irq", "/proc/bus", "/proc/fs", "/proc/sys"}) {
-    std::string at = root + knob;
-    REQUIRE(mount(at.c_str(), at.c_str(), nullptr, MS_BIND, nullptr) == 0);
-    REQUIRE(mount(nullptr, at.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) == 0);
+// An instance `name` of `node` mounted the way an older daemon (before issue
+// 15) prepared a rootfs: the node's /dev and /sys bound in, the proc knobs
+// read-only but nothing masked. Released and unmounted at the end.
+class OlderInstance {
+ public:
+  OlderInstance(EscapeNode& node, const std::string& name)
+      : node_(node), name_(name), dir_(node.instances + "/ns/" + name) {
+    fs::create_directories(dir_);
+    const std::string& image = node.image;
+    const std::string& dir = dir_;
+    for (const char* d : {"/upper", "/work", "/rootfs"})
+      REQUIRE(mkdir((dir + d).c_str(), 0755) == 0);
+    const std::string root = dir + "/rootfs";
+    const std::string options =
+        "lowerdir=" + image + ",upperdir=" + dir + "/upper,workdir=" + dir + "/work";
+    REQUIRE(mount("overlay", root.c_str(), "overlay", MS_NOSUID | MS_NODEV, options.c_str()) == 0);
+    REQUIRE(mount(nullptr, root.c_str(), nullptr, MS_SHARED, nullptr) == 0);
+    for (const char* d : {"/proc", "/dev", "/sys"}) mkdir((root + d).c_str(), 0755);
+    REQUIRE(mount("proc", (root + "/proc").c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  nullptr) == 0);
+    for (const char* knob : {"/proc/irq", "/proc/bus", "/proc/fs", "/proc/sys"}) {
+      std::string at = root + knob;
+      REQUIRE(mount(at.c_str(), at.c_str(), nullptr, MS_BIND, nullptr) == 0);
+      REQUIRE(mount(nullptr, at.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) == 0);
+    }
+    for (const char* d : {"/dev", "/sys"}) {
+      std::string at = root + d;
+      REQUIRE(mount(d, at.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0);
+      REQUIRE(mount(nullptr, at.c_str(), nullptr, MS_REC | MS_SLAVE, nullptr) == 0);
+    }
+    REQUIRE(mount(nullptr, (root + "/sys").c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY,
+                  nullptr) == 0);
+    REQUIRE(mount("devpts", (root + "/dev/pts").c_str(), "devpts", MS_NOSUID | MS_NOEXEC,
+                  "newinstance,ptmxmode=0666,mode=0620,gid=5") == 0);
+    REQUIRE(mount("tmpfs", (root + "/dev/shm").c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "mode=1777") == 0);
   }
-  for (const char* d : {"/dev", "/sys"}) {
-    std::string at = root + d;
-    REQUIRE(mount(d, at.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0);
-    REQUIRE(mount(nullptr, at.c_str(), nullptr, MS_REC | MS_SLAVE, nullptr) == 0);
+  ~OlderInstance() {
+    Run({TestClientBinary(), node_.daemon->socket_path(), "ReleaseRootfs",
+         "instance{namespace:\"ns\" name:\"" + name_ + "\"}"});
+    umount2(rootfs().c_str(), MNT_DETACH);
   }
-  REQUIRE(mount(nullptr, (root + "/sys").c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY,
-                nullptr) == 0);
-  REQUIRE(mount("devpts", (root + "/dev/pts").c_str(), "devpts", MS_NOSUID | MS_NOEXEC,
-                "newinstance,ptmxmode=0666,mode=0620,gid=5") == 0);
-  REQUIRE(mount("tmpfs", (root + "/dev/shm").c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                "mode=1777") == 0);
-}
+  std::string rootfs() const { return dir_ + "/rootfs"; }
+  // What GetInstance says of it.
+  std::string Get() const {
+    return Run({TestClientBinary(), node_.daemon->socket_path(), "GetInstance",
+                "instance{namespace:\"ns\" name:\"" + name_ + "\"}"})
+        .out;
+  }
+
+ private:
+  EscapeNode& node_;
+  std::string name_;
+  std::string dir_;
+};
 
 // Issue 15, item 6: an instance an older daemon prepared is converted by the
 // next prepare without unmounting what a running workload uses; its shared
@@ -1033,19 +1059,8 @@ void MountAsOlderDaemon(const std::string& dir, const std::string& image) {
 TEST_CASE("escape: an instance an older daemon prepared is converted in place", "[escape]") {
   SC_REQUIRE_ROOT();
   EscapeNode node;
-  const std::string dir = node.instances + "/ns/c";
-  fs::create_directories(dir);
-  MountAsOlderDaemon(dir, node.image);
-  const std::string rootfs = dir + "/rootfs";
-  struct Release {
-    EscapeNode& node;
-    std::string rootfs;
-    ~Release() {
-      Run({TestClientBinary(), node.daemon->socket_path(), "ReleaseRootfs",
-           "instance{namespace:\"ns\" name:\"c\"}"});
-      umount2(rootfs.c_str(), MNT_DETACH);
-    }
-  } release{node, rootfs};
+  OlderInstance older(node, "c");
+  const std::string rootfs = older.rootfs();
   std::unique_ptr<SimulatedPod> pod = node.MakePod(rootfs);
   auto in_c = [&](const std::string& script) {
     return node.InPod(*pod, {"--workdir", "/", "sh", "-c", script});
@@ -1077,10 +1092,8 @@ TEST_CASE("escape: an instance an older daemon prepared is converted in place", 
   const std::vector<std::string> mounts_before = MountsUnder(rootfs);
 
   node.Prepare("c");
-  ProcessResult got = Run({TestClientBinary(), node.daemon->socket_path(), "GetInstance",
-                           "instance{namespace:\"ns\" name:\"c\"}"});
-  INFO(got.out);
-  CHECK(Has(got.out, "state: READY"));
+  INFO(older.Get());
+  CHECK(Has(older.Get(), "state: READY"));
   // Nothing was unmounted: every mount is still there, the new ones on top.
   const std::vector<std::string> mounts_after = MountsUnder(rootfs);
   for (const std::string& m : mounts_before) {
@@ -1106,27 +1119,11 @@ TEST_CASE("escape: an instance an older daemon prepared is converted in place", 
 TEST_CASE("escape: a restarted daemon converts an older daemon's instances", "[escape]") {
   SC_REQUIRE_ROOT();
   EscapeNode node;
-  const std::string dir = node.instances + "/ns/d";
-  fs::create_directories(dir);
-  MountAsOlderDaemon(dir, node.image);
-  const std::string rootfs = dir + "/rootfs";
-  struct Release {
-    EscapeNode& node;
-    std::string rootfs;
-    ~Release() {
-      Run({TestClientBinary(), node.daemon->socket_path(), "ReleaseRootfs",
-           "instance{namespace:\"ns\" name:\"d\"}"});
-      umount2(rootfs.c_str(), MNT_DETACH);
-    }
-  } release{node, rootfs};
-  auto state = [&] {
-    ProcessResult got = Run({TestClientBinary(), node.daemon->socket_path(), "GetInstance",
-                             "instance{namespace:\"ns\" name:\"d\"}"});
-    return got.out;
-  };
-  CHECK(Has(state(), "state: PARTIAL"));
+  OlderInstance older(node, "d");
+  const std::string rootfs = older.rootfs();
+  CHECK(Has(older.Get(), "state: PARTIAL"));
   node.StartDaemon();
-  CHECK(Has(state(), "state: READY"));
+  CHECK(Has(older.Get(), "state: READY"));
   CHECK(Has(node.daemon->Log(), "instance ns/d: converted"));
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(rootfs + "/dev"))
