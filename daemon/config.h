@@ -6,6 +6,7 @@
 
 #include "absl/time/time.h"
 #include "daemon/listener.h"
+#include "daemon/metrics.h"
 
 namespace sc {
 
@@ -40,6 +41,9 @@ struct DaemonConfig {
   int max_execs_total = 1024;
   int max_execs_per_pod = 64;
   absl::Duration exec_kill_grace = absl::Seconds(5);
+
+  // Prometheus metrics over HTTP; off while metrics.address is empty.
+  MetricsOptions metrics;
 };
 
 }  // namespace sc

@@ -71,6 +71,13 @@ ABSL_FLAG(int, max_execs_per_pod, 64, "most Exec calls at once per pod, counted 
 ABSL_FLAG(absl::Duration, exec_kill_grace, absl::Seconds(5),
           "after a client disconnects (a by-reference session's: the keeper's): SIGHUP, SIGTERM, "
           "then SIGKILL after this grace");
+ABSL_FLAG(std::string, metrics_address, "",
+          "serve Prometheus metrics over HTTP (/metrics) on this address: HOST:PORT, or :PORT "
+          "for every IPv4 address of the pod (e.g. 127.0.0.1:9464, :9464); never on the gRPC "
+          "socket. Empty: no metrics, nothing counted");
+ABSL_FLAG(int, metrics_pod_series, 10,
+          "most pods with a series of their own in sc_mount_helper_exec_sessions_per_pod (those "
+          "with the most sessions); the others are summed as pod_uid=\"other\"");
 
 namespace {
 
@@ -164,6 +171,11 @@ int main(int argc, char** argv) {
   config.max_execs_total = absl::GetFlag(FLAGS_max_execs);
   config.max_execs_per_pod = absl::GetFlag(FLAGS_max_execs_per_pod);
   config.exec_kill_grace = absl::GetFlag(FLAGS_exec_kill_grace);
+  config.metrics.address = absl::GetFlag(FLAGS_metrics_address);
+  config.metrics.pod_series = absl::GetFlag(FLAGS_metrics_pod_series);
+  config.metrics.instance_base =
+      config.instance_base.empty() ? sc::kDefaultInstanceBase : config.instance_base;
+  if (config.metrics.pod_series < 0) Usage("--metrics_pod_series must not be negative");
   if (config.shutdown_grace < absl::ZeroDuration()) Usage("--shutdown_grace must not be negative");
   if (config.max_calls_per_pod < 1 || config.max_provider_waits_per_pod < 1 ||
       config.max_connections_per_pod < 1) {

@@ -13,6 +13,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libmount-dev libseccomp-dev libspdlog-dev libfmt-dev catch2
+  prometheus-cpp-dev
   # fuzzing and sanitizers
   clang libclang-rt-14-dev
   # tests and scripts: the rootfs, pods, processes
