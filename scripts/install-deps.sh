@@ -19,6 +19,8 @@ packages=(
   # tests and scripts: the rootfs, pods, processes
   busybox-static util-linux procps file strace python3
   nodejs
+  # the metrics test: a real scrape (curl) checked by promtool (prometheus)
+  curl prometheus
   # scripts/flake-hunt.sh --hog: a CPU hog beside the suite
   stress-ng
   # deploy/: the FROM scratch image is built offline in a test
