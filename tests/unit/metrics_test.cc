@@ -176,6 +176,26 @@ TEST_CASE("the exposition counts what the hooks report", "[metrics]") {
   CHECK(Has(text, "sc_mount_helper_start_time_seconds "));
 }
 
+TEST_CASE("the endpoint binds a free port when asked for port 0, and its threads stop",
+          "[metrics]") {
+  std::unique_ptr<Metrics> metrics = MakeMetrics();
+  CHECK(metrics->port() == -1);
+  REQUIRE(metrics->Serve().ok());
+  CHECK(metrics->port() > 0);
+  metrics->Stop();
+  CHECK(metrics->port() == -1);
+  // A second endpoint on a port in use is refused with a message.
+  std::unique_ptr<Metrics> first = MakeMetrics();
+  REQUIRE(first->Serve().ok());
+  MetricsOptions taken;
+  taken.address = "127.0.0.1:" + std::to_string(first->port());
+  absl::StatusOr<std::unique_ptr<Metrics>> second = Metrics::Create(taken);
+  REQUIRE(second.ok());
+  absl::Status refused = (*second)->Serve();
+  INFO(refused.ToString());
+  CHECK(absl::IsUnavailable(refused));
+}
+
 TEST_CASE("audit records that cannot be written are counted, and observed all the same",
           "[metrics][audit]") {
   // /dev/full takes the open and refuses every write with ENOSPC.
