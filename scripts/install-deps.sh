@@ -45,6 +45,17 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
     >"$log" 2>&1 || { rc=$?; phase_fail install-deps "apt-get" "$log" "$rc"; exit "$rc"; }
+  # promtool ships only inside Debian's prometheus package, whose server
+  # starts and is enabled on install where services start (not in CI's
+  # container): the tests want the tool alone.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    if [[ -d /run/systemd/system ]]; then
+      systemctl disable --now prometheus.service
+    else
+      invoke-rc.d prometheus stop
+      update-rc.d prometheus disable
+    fi >>"$log" 2>&1 || true
+  fi
   echo "install-deps: installed ${#missing[@]} packages in $(phase_seconds) s"
 fi
 
