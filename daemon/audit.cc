@@ -104,7 +104,19 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(logger)));
 }
 
-AuditLog::AuditLog(std::shared_ptr<spdlog::logger> logger) : logger_(std::move(logger)) {}
+AuditLog::AuditLog(std::shared_ptr<spdlog::logger> logger) : logger_(std::move(logger)) {
+  // spdlog swallows a failed write and calls this instead: count it, and say
+  // so in the human log (spdlog's own handler prints to stderr, which may be
+  // the very stream that failed).
+  logger_->set_error_handler([this](const std::string& message) {
+    write_failures_.fetch_add(1, std::memory_order_relaxed);
+    uint64_t held_back = 0;
+    if (write_failure_log_.Allow(&held_back)) {
+      spdlog::error("audit log: a record was not written: {} ({} more not logged)", message,
+                    held_back);
+    }
+  });
+}
 AuditLog::~AuditLog() = default;
 
 std::string AuditLog::Format(const AuditRecord& r) {
@@ -133,6 +145,9 @@ std::string AuditLog::Format(const AuditRecord& r) {
   return out;
 }
 
-void AuditLog::Write(const AuditRecord& record) { logger_->info("{}", Format(record)); }
+void AuditLog::Write(const AuditRecord& record) {
+  logger_->info("{}", Format(record));
+  if (observer_) observer_(record);
+}
 
 }  // namespace sc

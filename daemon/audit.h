@@ -1,6 +1,9 @@
 #ifndef DAEMON_AUDIT_H_
 #define DAEMON_AUDIT_H_
 
+#include <atomic>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -9,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "daemon/log_throttle.h"
 
 namespace spdlog {
 class logger;
@@ -44,9 +48,21 @@ class AuditLog {
   // The JSON line Write would log, without the timestamp (for tests).
   static std::string Format(const AuditRecord& record);
 
+  // Called with every record Write is given (the metrics count refusals
+  // here). Set before the server starts; never changed while it serves.
+  void SetObserver(std::function<void(const AuditRecord&)> observer) {
+    observer_ = std::move(observer);
+  }
+  // Records that could not be written or flushed (a full disk, a closed
+  // stderr) since the start; each is also logged, at most once a second.
+  uint64_t write_failures() const { return write_failures_.load(std::memory_order_relaxed); }
+
  private:
   explicit AuditLog(std::shared_ptr<spdlog::logger> logger);
   std::shared_ptr<spdlog::logger> logger_;
+  std::function<void(const AuditRecord&)> observer_;
+  std::atomic<uint64_t> write_failures_{0};
+  LogThrottle write_failure_log_;
 };
 
 }  // namespace sc

@@ -7,6 +7,7 @@
 
 #include "absl/time/time.h"
 #include "daemon/listener.h"
+#include "daemon/metrics.h"
 
 namespace sc {
 
@@ -43,6 +44,9 @@ struct DaemonConfig {
   absl::Duration exec_kill_grace = absl::Seconds(5);
   // pids.max of the cgroup all operator execs share (operator_cgroup.h).
   int64_t operator_exec_pids_max = 1024;
+
+  // Prometheus metrics over HTTP; off while metrics.address is empty.
+  MetricsOptions metrics;
 };
 
 }  // namespace sc

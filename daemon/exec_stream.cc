@@ -34,10 +34,12 @@ ExecStream::Got ExecStream::ReadInput(v1::ExecRequest* request,
         size_t from = i == field.piece ? field.offset : 0;
         if (from < slices[i].size()) stdin_data->push_back(slices[i].sub(from, slices[i].size()));
       }
+      meter_.OnStdin(field.length);
       return Got::kStdin;
     }
   }
   malformed_ = !grpc::SerializationTraits<v1::ExecRequest>::Deserialize(&buffer, request).ok();
+  if (!malformed_) meter_.OnStdin(request->stdin().size());
   return malformed_ ? Got::kEnd : Got::kMessage;
 }
 
@@ -47,10 +49,12 @@ bool ExecStream::Write(const v1::ExecResponse& response) {
   if (!grpc::SerializationTraits<v1::ExecResponse>::Serialize(response, &buffer, &own).ok()) {
     return false;
   }
+  meter_.OnSent(response);
   return raw_->Write(buffer);
 }
 
 bool ExecStream::WriteOutput(bool is_stderr, grpc::Slice data) {
+  meter_.OnOutput(is_stderr, data.size());
   return raw_->Write(OutputMessage(is_stderr, std::move(data)));
 }
 

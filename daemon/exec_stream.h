@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "daemon/metrics.h"
 #include "mounthelper.pb.h"
 
 namespace sc {
@@ -19,7 +20,8 @@ namespace v1 = ::stoppablecontainer::mounthelper::v1;
 // gRPC slice, and the message is a few header bytes (the field's tag and
 // length) followed by that slice. Everything else is (de)serialized with
 // protobuf exactly as the generated code would: the bytes on the wire are
-// the same.
+// the same. The stream also tells the metrics what its client was sent and
+// sent (ExecSessionMeter): the session's start, end and stdio bytes.
 class ExecStream {
  public:
   using Raw = grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>;
@@ -46,6 +48,7 @@ class ExecStream {
  private:
   Raw* raw_;
   bool malformed_ = false;
+  ExecSessionMeter meter_;
 };
 
 // An ExecResponse with `data` as its stdout or stderr, serialized as

@@ -74,6 +74,13 @@ ABSL_FLAG(absl::Duration, exec_kill_grace, absl::Seconds(5),
 ABSL_FLAG(int64_t, operator_exec_pids_max, 1024,
           "pids.max of the cgroup that operators' execs (sc-exec --instance) share, below the "
           "daemon's own; it also limits their devices to the container default set");
+ABSL_FLAG(std::string, metrics_address, "",
+          "serve Prometheus metrics over HTTP (/metrics) on this address: HOST:PORT, or :PORT "
+          "for every IPv4 address of the pod (e.g. 127.0.0.1:9464, :9464); never on the gRPC "
+          "socket. Empty: no metrics, nothing counted");
+ABSL_FLAG(int, metrics_pod_series, 10,
+          "most pods with a series of their own in sc_mount_helper_exec_sessions_per_pod (those "
+          "with the most sessions); the others are summed as pod_uid=\"other\"");
 
 namespace {
 
@@ -168,6 +175,11 @@ int main(int argc, char** argv) {
   config.max_execs_per_pod = absl::GetFlag(FLAGS_max_execs_per_pod);
   config.exec_kill_grace = absl::GetFlag(FLAGS_exec_kill_grace);
   config.operator_exec_pids_max = absl::GetFlag(FLAGS_operator_exec_pids_max);
+  config.metrics.address = absl::GetFlag(FLAGS_metrics_address);
+  config.metrics.pod_series = absl::GetFlag(FLAGS_metrics_pod_series);
+  config.metrics.instance_base =
+      config.instance_base.empty() ? sc::kDefaultInstanceBase : config.instance_base;
+  if (config.metrics.pod_series < 0) Usage("--metrics_pod_series must not be negative");
   if (config.shutdown_grace < absl::ZeroDuration()) Usage("--shutdown_grace must not be negative");
   if (config.max_calls_per_pod < 1 || config.max_provider_waits_per_pod < 1 ||
       config.max_connections_per_pod < 1) {

@@ -4,6 +4,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -22,6 +23,7 @@
 #include "daemon/instance_mounts.h"
 #include "daemon/listener.h"
 #include "daemon/log_throttle.h"
+#include "daemon/metrics.h"
 #include "daemon/mounts.h"
 #include "daemon/peer.h"
 #include "daemon/seccomp_filter.h"
@@ -107,6 +109,17 @@ int RunDaemon(const DaemonConfig& config) {
   // A client that disconnects mid-write must not kill the daemon.
   signal(SIGPIPE, SIG_IGN);
 
+  // Made first and so destroyed last: the audit log and the gRPC server
+  // report to it until they are gone.
+  std::unique_ptr<Metrics> metrics;
+  if (!config.metrics.address.empty()) {
+    absl::StatusOr<std::unique_ptr<Metrics>> created = Metrics::Create(config.metrics);
+    if (!created.ok()) {
+      spdlog::critical("{}", created.status().ToString());
+      return 1;
+    }
+    metrics = *std::move(created);
+  }
   absl::StatusOr<std::unique_ptr<AuditLog>> audit = AuditLog::Open(config.audit_log_path);
   if (!audit.ok()) {
     spdlog::critical("{}", audit.status().ToString());
@@ -130,6 +143,16 @@ int RunDaemon(const DaemonConfig& config) {
   builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
+  if (metrics) {
+    (*audit)->SetObserver([m = metrics.get()](const AuditRecord& record) { m->OnAudit(record); });
+    metrics->SetSources({[&service] { return service.ExecSessions(); },
+                         [a = audit->get()] { return a->write_failures(); }});
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counting;
+    counting.push_back(metrics->CallInterceptorFactory(
+        {kServiceName, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}));
+    builder.experimental().SetInterceptorCreators(std::move(counting));
+    Metrics::SetActive(metrics.get());
+  }
   // No GRPC_ARG_MAX_CONNECTION_IDLE_MS: idle connections are bounded per
   // pod (--max_connections_per_pod) and silent ones by the handshake
   // timeout; a GOAWAY after idling would only make long-lived clients
@@ -187,6 +210,13 @@ int RunDaemon(const DaemonConfig& config) {
     spdlog::critical("cannot build the workloads' seccomp filter: {}", filter.status().ToString());
     return 1;
   }
+  if (metrics) {
+    if (absl::Status serving = metrics->Serve(); !serving.ok()) {
+      spdlog::critical("{}", serving.ToString());
+      return 1;
+    }
+    spdlog::info("metrics on {} (port {}), at /metrics", config.metrics.address, metrics->port());
+  }
   health.SetServing(true);
   spdlog::info("sc-mount-helper serving on {} (pid {})", config.socket.path, getpid());
   if (config.ready_fd >= 0) {
@@ -209,6 +239,8 @@ int RunDaemon(const DaemonConfig& config) {
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoNanoseconds(config.shutdown_grace));
   server->Wait();
+  // Its scrapes read the service, which goes before it.
+  if (metrics) metrics->Stop();
   (*listener)->RemoveSocket();
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - started);

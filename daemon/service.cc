@@ -105,4 +105,9 @@ grpc::Status MountHelperService::WhoAmI(grpc::ServerContext* context, const v1::
   return Finish("WhoAmI", peer, absl::OkStatus(), std::move(details));
 }
 
+ExecSessionCounts MountHelperService::ExecSessions() {
+  std::lock_guard<std::mutex> lock(exec_mu_);
+  return {execs_total_, execs_per_pod_};
+}
+
 }  // namespace sc

@@ -12,6 +12,7 @@
 #include "daemon/audit.h"
 #include "daemon/config.h"
 #include "daemon/limits.h"
+#include "daemon/metrics.h"
 #include "daemon/peer.h"
 #include "mounthelper.grpc.pb.h"
 
@@ -50,6 +51,9 @@ class MountHelperService final : public v1::MountHelper::Service {
                        grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream);
   grpc::Status WhoAmI(grpc::ServerContext* context, const v1::WhoAmIRequest* request,
                       v1::PeerIdentity* response) override;
+
+  // The exec sessions held now, in total and per pod (for the metrics).
+  ExecSessionCounts ExecSessions();
 
  private:
   using Details = std::vector<std::pair<std::string, std::string>>;

@@ -207,6 +207,8 @@ if rendered=$(kubectl kustomize deploy/overlays/default 2>"$T/kustomize.err") &&
     a=${a//\/var\/lib\/stoppablecontainer/$BASE}
     a=${a//\/var\/lib\/containerd/$CTRD/root}
     [[ $a == --audit_log=* ]] && a=--audit_log=$T/audit.log
+    # The pod's own network namespace in a cluster; the node's here.
+    [[ $a == --metrics_address=* ]] && a=--metrics_address=127.0.0.1:0
     daemon_args+=("$a")
   done
   printf '%s\n' "${daemon_args[@]}" | grep -q -- '--audit_log=' || daemon_args+=(--audit_log="$T/audit.log")

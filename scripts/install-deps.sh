@@ -13,11 +13,14 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libmount-dev libseccomp-dev libspdlog-dev libfmt-dev catch2
+  prometheus-cpp-dev
   # fuzzing and sanitizers
   clang libclang-rt-14-dev
   # tests and scripts: the rootfs, pods, processes
   busybox-static util-linux procps file strace python3
   nodejs
+  # the metrics test: a real scrape (curl) checked by promtool (prometheus)
+  curl prometheus
   # scripts/flake-hunt.sh --hog: a CPU hog beside the suite
   stress-ng
   # deploy/: the FROM scratch image is built offline in a test
@@ -42,6 +45,17 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
     >"$log" 2>&1 || { rc=$?; phase_fail install-deps "apt-get" "$log" "$rc"; exit "$rc"; }
+  # promtool ships only inside Debian's prometheus package, whose server
+  # starts and is enabled on install where services start (not in CI's
+  # container): the tests want the tool alone.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    if [[ -d /run/systemd/system ]]; then
+      systemctl disable --now prometheus.service
+    else
+      invoke-rc.d prometheus stop
+      update-rc.d prometheus disable
+    fi >>"$log" 2>&1 || true
+  fi
   echo "install-deps: installed ${#missing[@]} packages in $(phase_seconds) s"
 fi
 

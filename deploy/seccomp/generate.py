@@ -63,6 +63,11 @@ GROUPS = [
      pidfd_getfd execveat prctl capset close_range poll read write ioctl fcntl waitid kill
      pidfd_send_signal clock_gettime exit_group
      """),
+    ("metrics", "The metrics endpoint (--metrics_address): civetweb's listener and its "
+     "worker threads (prometheus-cpp's Exposer), which accept with accept(2), not accept4.", """
+     socket bind listen accept accept4 setsockopt getsockopt getsockname shutdown poll
+     recvfrom sendto read write close
+     """),
     ("container-runtime", "What runc does after loading this profile and before it "
      "execve()s the daemon (with allowPrivilegeEscalation the profile is loaded before "
      "capabilities and ids are set).", """

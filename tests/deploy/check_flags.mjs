@@ -111,11 +111,16 @@ for (const dir of Object.keys(RENDER_DIRS)) {
 }
 
 // The daemon really starts with each overlay's arguments (host paths moved
-// under a temp dir), and the DaemonSet's exec probe command, pointed at the
-// moved socket, reports it healthy. Needs root (socket group 2049).
+// under a temp dir, the metrics port to a free one on loopback: this is the
+// host's network namespace), the DaemonSet's exec probe command, pointed at
+// the moved socket, reports it healthy, and its metrics answer a scrape.
+// Needs root (socket group 2049).
 async function startsWith(dir, args, probe) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sc-test-deploy-flags-"));
-  const move = (a) => a.replace(/(\/(?:run|var|sys)\/[^,]*)/g, (p) => path.join(tmp, p));
+  const move = (a) =>
+    a.startsWith("--metrics_address=")
+      ? "--metrics_address=127.0.0.1:0"
+      : a.replace(/(\/(?:run|var|sys)\/[^,]*)/g, (p) => path.join(tmp, p));
   const moved = args.map((a) => (a.startsWith("--") ? move(a) : a));
   for (const a of moved) {
     const m = a.match(/^--(instance_base|layer_root|bind_root)=(.*)$/);
@@ -140,6 +145,16 @@ async function startsWith(dir, args, probe) {
   if (ready && probe) {
     const r = run(bins["sc-exec"], probe.slice(1).map(move));
     report(r.status === 0, `${dir}: the exec probe (${probe.slice(1).join(" ")}, socket moved) passes against it (exit ${r.status})`);
+  }
+  const port = log.match(/metrics on 127\.0\.0\.1:0 \(port (\d+)\)/)?.[1];
+  if (ready && args.some((a) => a.startsWith("--metrics_address="))) {
+    let text = "";
+    try {
+      text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10000) })).text();
+    } catch (e) {
+      text = String(e);
+    }
+    report(text.includes("sc_mount_helper_build_info{"), `${dir}: its metrics answer a scrape (port ${port})`);
   }
   const exited = new Promise((resolve) => child.on("exit", (code, sig) => resolve(code ?? sig)));
   child.kill("SIGTERM");

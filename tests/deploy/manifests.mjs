@@ -1,32 +1,38 @@
 // Rendering, schema validation and security-property checks of deploy/.
 // Used by validate.mjs (the ctest entry) and its self-test.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-import { StrictChecker } from "./strict_fields.mjs";
+import { StrictChecker, modelPackage } from "./strict_fields.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, "../..");
 // The pinned packages of tests/node (yaml 2.9.1, kubernetes-models 5.1.0).
 export const nodeModules = path.join(repoRoot, "tests/node/node_modules");
-const { parseAllDocuments } = createRequire(path.join(nodeModules, "noop.js"))("yaml");
+const { parseAllDocuments, stringify } = createRequire(path.join(nodeModules, "noop.js"))("yaml");
 
 // Every kustomization under deploy/ that must render. "daemon" ones hold the
-// mount-helper; "workload" ones the example pods.
+// mount-helper; "workload" ones the example pods; "monitoring" the example
+// scrape and alerts for the Prometheus Operator.
 export const RENDER_DIRS = {
   "deploy/base": "daemon",
   "deploy/overlays/default": "daemon",
   "deploy/overlays/hardened": "daemon",
   "deploy/examples": "workload",
   "deploy/policy": "policy",
+  "deploy/monitoring": "monitoring",
 };
 
 export const NAMESPACE = "stoppablecontainer-system";
 export const SOCKET_DIR = "/run/stoppablecontainer";
 export const INSTANCE_BASE = "/var/lib/stoppablecontainer";
+// The namespace the base's metrics NetworkPolicy admits until an overlay
+// names the scraper's (deploy/base/networkpolicy-metrics.yaml).
+export const METRICS_SCRAPER_UNSET = "set-by-the-overlay";
 
 // The hostPaths the daemon may mount, and why. Anything else is a failure.
 export const DAEMON_HOSTPATHS = {
@@ -61,7 +67,7 @@ const modelCache = new Map();
 async function modelFor(apiVersion, kind) {
   const key = `${apiVersion}/${kind}`;
   if (!modelCache.has(key)) {
-    const file = path.join(nodeModules, "kubernetes-models", apiVersion, `${kind}.js`);
+    const file = path.join(nodeModules, modelPackage(apiVersion), apiVersion, `${kind}.js`);
     if (!fs.existsSync(file)) {
       modelCache.set(key, null);
     } else {
@@ -163,7 +169,7 @@ const isScExec = (p) => typeof p === "string" && path.posix.basename(p) === "sc-
 // ------------------------------------------------------------- daemon checks
 
 // Each check returns a list of "ID: message" failures.
-export function checkDaemon(objects, { hardened = false } = {}) {
+export function checkDaemon(objects, { hardened = false, base = false } = {}) {
   const fail = [];
   const f = (id, msg) => fail.push(`${id}: ${msg}`);
 
@@ -309,10 +315,43 @@ export function checkDaemon(objects, { hardened = false } = {}) {
       (o.spec.egress ?? []).length === 0,
   );
   if (denyAll.length === 0) f("D15", "no NetworkPolicy denies all ingress and egress of the daemon pods");
-  // Any other policy selecting the daemon with a rule would re-open traffic.
-  for (const o of objects.filter((o) => o.kind === "NetworkPolicy" && !denyAll.includes(o))) {
-    if (labelsMatch(o.spec.podSelector, podLabels) && ((o.spec.ingress ?? []).length || (o.spec.egress ?? []).length))
-      f("D15", `NetworkPolicy/${o.metadata.name} allows traffic to or from the daemon`);
+  // Any other policy selecting the daemon with a rule re-opens traffic: only
+  // scrapes of the metrics port from one named namespace may be let in (D20).
+  const metricsAddress = flagValue(args, "metrics_address");
+  const metricsPort = Number(metricsAddress?.match(/:(\d+)$/)?.[1] ?? NaN);
+  const opening = objects.filter(
+    (o) =>
+      o.kind === "NetworkPolicy" &&
+      !denyAll.includes(o) &&
+      labelsMatch(o.spec.podSelector, podLabels) &&
+      ((o.spec.ingress ?? []).length || (o.spec.egress ?? []).length),
+  );
+  for (const o of opening) {
+    if (!metricsAddress) f("D15", `NetworkPolicy/${o.metadata.name} allows traffic to or from the daemon`);
+    for (const p of metricsPolicyProblems(o, metricsPort)) f("D15", `NetworkPolicy/${o.metadata.name} ${p}`);
+  }
+
+  // D20: metrics. Served on the pod IP (loopback would be out of
+  // Prometheus' reach), declared as the container port "metrics", and let in
+  // by exactly one NetworkPolicy (shape: D15), whose namespace an overlay
+  // names.
+  if (metricsAddress) {
+    const host = metricsAddress.slice(0, metricsAddress.lastIndexOf(":"));
+    if (!Number.isInteger(metricsPort)) f("D20", `--metrics_address=${metricsAddress} has no port`);
+    else if (host !== "" && host !== "0.0.0.0")
+      f("D20", `--metrics_address=${metricsAddress} listens on ${host} only: Prometheus reaches the pod IP (use :${metricsPort})`);
+    const declared = (daemon.ports ?? []).find((p) => p.containerPort === metricsPort);
+    if (!declared || declared.name !== "metrics" || (declared.protocol ?? "TCP") !== "TCP")
+      f("D20", `the container must declare containerPort ${metricsPort} (TCP) named "metrics"`);
+    if (opening.length !== 1)
+      f("D20", `exactly one NetworkPolicy must let the metrics scrapes in, found ${opening.length}`);
+    for (const o of opening) {
+      for (const peer of (o.spec.ingress ?? []).flatMap((r) => r.from ?? [])) {
+        const ns = peer.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"];
+        if (!base && ns === METRICS_SCRAPER_UNSET)
+          f("D20", `NetworkPolicy/${o.metadata.name}: the overlay does not name the scraper's namespace`);
+      }
+    }
   }
 
   // D16: the only RBAC is read-only.
@@ -348,6 +387,109 @@ export function checkDaemon(objects, { hardened = false } = {}) {
       f("D19", "hardened daemon must write --audit_log to a file on a /var/log hostPath");
     if (!spec.nodeSelector || Object.keys(spec.nodeSelector).length === 0)
       f("D19", "hardened daemon must be restricted to labelled nodes (nodeSelector)");
+  }
+  return fail;
+}
+
+// What is wrong with a NetworkPolicy that lets traffic reach the daemon: it
+// may only admit TCP to the metrics port, from pods of one namespace named
+// by kubernetes.io/metadata.name, and let nothing out.
+function metricsPolicyProblems(policy, port) {
+  const out = [];
+  if ((policy.spec.egress ?? []).length) out.push("allows egress");
+  for (const rule of policy.spec.ingress ?? []) {
+    const ports = rule.ports ?? [];
+    if (!ports.length || ports.some((p) => (p.protocol ?? "TCP") !== "TCP" || (p.port !== port && p.port !== "metrics")))
+      out.push(`admits ports other than the metrics port ${port}`);
+    const from = rule.from ?? [];
+    if (!from.length) out.push("admits every source");
+    for (const peer of from) {
+      const labels = Object.keys(peer.namespaceSelector?.matchLabels ?? {});
+      if (peer.ipBlock || !peer.namespaceSelector || peer.namespaceSelector.matchExpressions?.length ||
+          labels.length !== 1 || labels[0] !== "kubernetes.io/metadata.name")
+        out.push("admits more than the one namespace named by kubernetes.io/metadata.name");
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------- monitoring checks
+
+// The metric names the daemon exposes (daemon/metrics.cc), with the series
+// a histogram adds.
+function daemonMetricNames() {
+  const source = fs.readFileSync(path.join(repoRoot, "daemon/metrics.cc"), "utf8");
+  const names = new Set();
+  for (const [name] of source.matchAll(/sc_mount_helper_[a-z_]+/g)) {
+    for (const suffix of ["", "_bucket", "_sum", "_count"]) names.add(name + suffix);
+  }
+  return names;
+}
+
+// promtool's verdict on rule groups: [] when it accepts them, its complaint
+// otherwise. Without promtool: a failure under CI=true, else nothing.
+function promtoolRuleProblems(groups) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "sc-test-rules-"));
+  try {
+    const file = path.join(tmp, "rules.yaml");
+    fs.writeFileSync(file, stringify({ groups }));
+    const r = spawnSync("promtool", ["check", "rules", file], { encoding: "utf8" });
+    if (r.error) return process.env.CI === "true" ? [`promtool is not installed: ${r.error.message}`] : [];
+    return r.status === 0 ? [] : [`promtool check rules: ${(r.stdout + r.stderr).trim()}`];
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+// The example Service, ServiceMonitor and PrometheusRule fit the daemon of
+// the default overlay.
+export function checkMonitoring(objects, daemonObjects) {
+  const fail = [];
+  const f = (id, msg) => fail.push(`${id}: ${msg}`);
+  const ds = daemonObjects.find((o) => o.kind === "DaemonSet");
+  const podLabels = ds?.spec.template.metadata?.labels ?? {};
+  const ports = (podSpecOf(ds ?? {})?.containers ?? []).flatMap((c) => c.ports ?? []);
+
+  // M1: a Service whose endpoints are the daemon pods' metrics ports.
+  const services = objects.filter((o) => o.kind === "Service");
+  const service = services.find((s) => labelsMatch({ matchLabels: s.spec.selector }, podLabels));
+  if (!service) f("M1", "no Service selects the daemon's pods");
+  else {
+    for (const p of service.spec.ports ?? []) {
+      const target = p.targetPort ?? p.port;
+      if (!ports.some((cp) => cp.name === target || cp.containerPort === target))
+        f("M1", `Service/${service.metadata.name} port ${p.name} targets ${target}, which no daemon container declares`);
+    }
+  }
+
+  // M2: a ServiceMonitor that selects that Service and scrapes its port.
+  const monitor = objects.find((o) => o.kind === "ServiceMonitor");
+  if (!monitor) f("M2", "no ServiceMonitor");
+  else if (service) {
+    const spec = monitor.spec;
+    if (!labelsMatch(spec.selector, service.metadata.labels))
+      f("M2", `ServiceMonitor/${monitor.metadata.name} does not select Service/${service.metadata.name}`);
+    const names = spec.namespaceSelector?.matchNames;
+    if (!spec.namespaceSelector?.any && names && !names.includes(service.metadata.namespace))
+      f("M2", `ServiceMonitor/${monitor.metadata.name} does not look in ${service.metadata.namespace}`);
+    for (const e of spec.endpoints ?? []) {
+      if (!(service.spec.ports ?? []).some((p) => p.name === e.port))
+        f("M2", `ServiceMonitor/${monitor.metadata.name} scrapes port ${e.port}, which the Service lacks`);
+      if ((e.path ?? "/metrics") !== "/metrics") f("M2", `ServiceMonitor/${monitor.metadata.name} scrapes ${e.path}, not /metrics`);
+    }
+  }
+
+  // M3: alert rules that promtool accepts and that name only metrics the
+  // daemon has.
+  const known = daemonMetricNames();
+  for (const rule of objects.filter((o) => o.kind === "PrometheusRule")) {
+    const groups = rule.spec.groups ?? [];
+    for (const p of promtoolRuleProblems(groups)) f("M3", `PrometheusRule/${rule.metadata.name}: ${p}`);
+    for (const r of groups.flatMap((g) => g.rules ?? [])) {
+      for (const [name] of String(r.expr).matchAll(/sc_mount_helper_[a-z_]+/g)) {
+        if (!known.has(name)) f("M3", `${r.alert ?? r.record}: the daemon has no metric ${name}`);
+      }
+    }
   }
   return fail;
 }

@@ -20,6 +20,7 @@ Exit 77 (skipped) when not root, unless CI=true.
 import argparse
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -69,7 +70,7 @@ class Daemon:
         cmd = [args.daemon, f"--socket={self.socket}", f"--audit_log={self.audit}",
                f"--instance_base={os.path.join(tmp, 'instances')}", "--shutdown_grace=2s",
                f"--layer_root={os.path.join(tmp, 'layers')}",
-               f"--ready_fd={write_end}"]
+               "--metrics_address=127.0.0.1:0", f"--ready_fd={write_end}"]
         if profile:
             cmd = [sys.executable, os.path.join(HERE, "seccomp_run.py"), profile, "--"] + cmd
         self.log = open(os.path.join(tmp, "daemon.log"), "w")
@@ -88,6 +89,10 @@ class Daemon:
             buf += chunk
         os.close(read_end)
         self.ready = buf.startswith(b"READY")
+        # The metrics endpoint's port, which the daemon logs once it serves.
+        with open(os.path.join(tmp, "daemon.log")) as f:
+            found = re.search(r"metrics on 127\.0\.0\.1:0 \(port (\d+)\)", f.read())
+        self.metrics_url = f"http://127.0.0.1:{found.group(1)}/metrics" if found else None
 
     def stop(self):
         if self.proc.poll() is None:
@@ -119,7 +124,7 @@ def run(cmd):
     return (p.returncode, first if p.returncode else "", status)
 
 
-def calls(args, socket, layer):
+def calls(args, socket, layer, metrics_url):
     c = args.client
     inst = 'instance { namespace: "sc-test" name: "seccomp" }'
     prepare = f'{inst} layers {{ paths: "{layer}" }}'
@@ -152,6 +157,10 @@ def calls(args, socket, layer):
         ("ReleaseRootfs (prepared)", [c, socket, "ReleaseRootfs", inst]),
         ("ReleaseRootfs again", [c, socket, "ReleaseRootfs", inst]),
         ("Exec", [c, socket, "Exec", 'argv: "/bin/true"']),
+        # The metrics endpoint (civetweb's threads) and a scrape's reads of
+        # the mount table and the instance base.
+        ("scrape /metrics", ["curl", "-sS", "--fail", "--max-time", "10", "-o", "/dev/null",
+                             metrics_url or "http://127.0.0.1:1/no-metrics-port-logged"]),
     ]
 
 
@@ -184,7 +193,7 @@ def differential(args):
             d = Daemon(args, tmp, profile_file(tmp) if mode == "confined" else None)
             report(d.ready, f"{mode} daemon reports READY")
             outcome = {}
-            for name, cmd in calls(args, d.socket, d.layer):
+            for name, cmd in calls(args, d.socket, d.layer, d.metrics_url):
                 outcome[name] = run(cmd)
             code = d.stop()
             outcome["SIGTERM exit"] = (code,)
@@ -203,7 +212,7 @@ def differential(args):
                 shutil.rmtree(tmp, ignore_errors=True)
     u, c = results["unconfined"], results["confined"]
     report(u["sc-exec --health"][0] == 0 and u["PrepareRootfs (explicit layer)"][0] == 0
-           and u["Exec exit 7"] == (0, "", "exit_code: 7"),
+           and u["Exec exit 7"] == (0, "", "exit_code: 7") and u["scrape /metrics"][0] == 0,
            "unconfined daemon is healthy, prepares a rootfs and execs in it (the comparison means something)")
     for name in u:
         report(u[name] == c[name], f"under the profile: {name}: {c[name]} (unconfined: {u[name]})")

@@ -34,6 +34,12 @@ function splitDeclarations(body) {
 }
 const IMPORT_RE = /import \{ ([^}]+) \} from "([^"]+)";/g;
 
+// The package whose models describe an apiVersion: the Prometheus Operator's
+// CRDs, or upstream Kubernetes.
+export function modelPackage(apiVersion) {
+  return apiVersion.startsWith("monitoring.coreos.com/") ? "@kubernetes-models/prometheus-operator" : "kubernetes-models";
+}
+
 export class StrictChecker {
   constructor(nodeModules) {
     this.nodeModules = nodeModules;
@@ -94,9 +100,9 @@ export class StrictChecker {
   }
 
   // Model file for an object's apiVersion/kind, e.g. apps/v1 DaemonSet ->
-  // kubernetes-models/apps/v1/DaemonSet.d.ts.
+  // kubernetes-models/apps/v1/DaemonSet.d.ts (modelPackage for CRDs).
   rootFor(apiVersion, kind) {
-    const file = path.join(this.nodeModules, "kubernetes-models", apiVersion, `${kind}.d.ts`);
+    const file = path.join(this.nodeModules, modelPackage(apiVersion), apiVersion, `${kind}.d.ts`);
     return this.load(file);
   }
 

@@ -7,7 +7,9 @@
 // Usage: node tests/deploy/validate.mjs [--no-selftest]
 import {
   RENDER_DIRS,
+  METRICS_SCRAPER_UNSET,
   checkDaemon,
+  checkMonitoring,
   checkPolicy,
   checkWorkloads,
   render,
@@ -31,8 +33,10 @@ for (const dir of Object.keys(RENDER_DIRS)) {
 }
 
 function checksFor(dir, objects) {
-  if (RENDER_DIRS[dir] === "daemon") return checkDaemon(objects, { hardened: dir.endsWith("hardened") });
+  if (RENDER_DIRS[dir] === "daemon")
+    return checkDaemon(objects, { hardened: dir.endsWith("hardened"), base: dir === "deploy/base" });
   if (RENDER_DIRS[dir] === "policy") return checkPolicy(objects, rendered["deploy/examples"] ?? []);
+  if (RENDER_DIRS[dir] === "monitoring") return checkMonitoring(objects, rendered["deploy/overlays/default"] ?? []);
   return checkWorkloads(objects, rendered["deploy/overlays/default"] ?? []);
 }
 
@@ -54,6 +58,10 @@ const daemonContainer = (objs) => find(objs, "DaemonSet").spec.template.spec.con
 const consumer = (objs) => find(objs, "Pod", (p) => p.metadata.labels["app.kubernetes.io/component"] === "consumer");
 const provider = (objs) => find(objs, "Pod", (p) => p.metadata.labels["app.kubernetes.io/component"] === "provider");
 const workload = (objs) => consumer(objs).spec.containers[0];
+const metricsPolicy = (objs) => find(objs, "NetworkPolicy", (p) => p.metadata.name === "mount-helper-metrics");
+const setFlag = (c, name, value) => {
+  c.args = c.args.map((a) => (a.startsWith(`--${name}=`) ? `--${name}=${value}` : a));
+};
 
 const mutations = [
   // consumer pod
@@ -128,6 +136,62 @@ const mutations = [
   }],
   ["deploy/overlays/default", "D15", "NetworkPolicy only covers ingress", (o) => {
     find(o, "NetworkPolicy").spec.policyTypes = ["Ingress"];
+  }],
+  ["deploy/overlays/default", "D15", "metrics policy admits every namespace", (o) => {
+    metricsPolicy(o).spec.ingress[0].from = [{ namespaceSelector: {} }];
+  }],
+  ["deploy/overlays/default", "D15", "metrics policy admits every source", (o) => {
+    delete metricsPolicy(o).spec.ingress[0].from;
+  }],
+  ["deploy/overlays/default", "D15", "metrics policy admits an IP block", (o) => {
+    metricsPolicy(o).spec.ingress[0].from.push({ ipBlock: { cidr: "0.0.0.0/0" } });
+  }],
+  ["deploy/overlays/default", "D15", "metrics policy opens another port", (o) => {
+    metricsPolicy(o).spec.ingress[0].ports.push({ protocol: "TCP", port: 22 });
+  }],
+  ["deploy/overlays/default", "D15", "metrics policy lets traffic out", (o) => {
+    const p = metricsPolicy(o);
+    p.spec.policyTypes.push("Egress");
+    p.spec.egress = [{}];
+  }],
+  ["deploy/overlays/default", "D20", "metrics policy gone (scrapes time out)", (o) => {
+    o.splice(o.indexOf(metricsPolicy(o)), 1);
+  }],
+  ["deploy/overlays/default", "D20", "overlay does not name the scraper's namespace", (o) => {
+    metricsPolicy(o).spec.ingress[0].from[0].namespaceSelector.matchLabels["kubernetes.io/metadata.name"] =
+      METRICS_SCRAPER_UNSET;
+  }],
+  ["deploy/overlays/default", "D20", "metrics port not declared", (o) => {
+    delete daemonContainer(o).ports;
+  }],
+  ["deploy/overlays/default", "D20", "metrics on loopback (out of Prometheus' reach)", (o) => {
+    setFlag(daemonContainer(o), "metrics_address", "127.0.0.1:9464");
+  }],
+  ["deploy/overlays/hardened", "D20", "hardened metrics on another port than declared", (o) => {
+    setFlag(daemonContainer(o), "metrics_address", ":9100");
+  }],
+  // monitoring examples
+  ["deploy/monitoring", "M1", "Service selects other pods", (o) => {
+    find(o, "Service").spec.selector["app.kubernetes.io/name"] = "other";
+  }],
+  ["deploy/monitoring", "M1", "Service targets a port the daemon lacks", (o) => {
+    find(o, "Service").spec.ports[0].targetPort = "http";
+  }],
+  ["deploy/monitoring", "M2", "ServiceMonitor selects another Service", (o) => {
+    find(o, "ServiceMonitor").spec.selector.matchLabels["app.kubernetes.io/component"] = "other";
+  }],
+  ["deploy/monitoring", "M2", "ServiceMonitor scrapes a port the Service lacks", (o) => {
+    find(o, "ServiceMonitor").spec.endpoints[0].port = "http-metrics";
+  }],
+  ["deploy/monitoring", "M3", "alert expression does not parse", (o) => {
+    find(o, "PrometheusRule").spec.groups[0].rules[0].expr = "increase(sc_mount_helper_audit_write_failures_total[5m] > 0";
+  }],
+  ["deploy/monitoring", "M3", "alert on a metric the daemon lacks", (o) => {
+    find(o, "PrometheusRule").spec.groups[0].rules[1].expr = "sc_mount_helper_instances_partial > 0";
+  }],
+  ["deploy/monitoring", "schema", "ServiceMonitor with a misspelt field", (o) => {
+    const e = find(o, "ServiceMonitor").spec.endpoints[0];
+    e.intervall = e.interval;
   }],
   ["deploy/overlays/default", "D2", "daemon loses hostPID", (o) => {
     delete find(o, "DaemonSet").spec.template.spec.hostPID;
