@@ -10,11 +10,14 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/peer.h"
 
 namespace sc {
 namespace {
+
+constexpr absl::string_view kDenialPayload = "type.stoppablecontainer/audit.denial";
 
 // Length of a valid UTF-8 sequence starting at s[i], or 0 if invalid.
 size_t Utf8SequenceLength(absl::string_view s, size_t i) {
@@ -28,6 +31,13 @@ size_t Utf8SequenceLength(absl::string_view s, size_t i) {
 }
 
 }  // namespace
+
+absl::Status AsDenial(absl::Status status) {
+  if (!status.ok()) status.SetPayload(kDenialPayload, absl::Cord());
+  return status;
+}
+
+bool IsDenial(const absl::Status& status) { return status.GetPayload(kDenialPayload).has_value(); }
 
 std::string JsonQuote(absl::string_view value) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -135,7 +145,7 @@ std::string AuditLog::Format(const AuditRecord& r) {
     absl::StrAppend(&out, ",\"peer\":", JsonQuote(r.grpc_peer));
   }
   std::string decision = r.decision;
-  if (decision.empty()) decision = r.status.ok() ? "allow" : "error";
+  if (decision.empty()) decision = IsDenial(r.status) ? "deny" : r.status.ok() ? "allow" : "error";
   absl::StrAppend(&out, ",\"decision\":", JsonQuote(decision),
                   ",\"code\":", JsonQuote(absl::StatusCodeToString(r.status.code())));
   if (!r.status.ok()) absl::StrAppend(&out, ",\"error\":", JsonQuote(r.status.message()));

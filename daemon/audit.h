@@ -22,6 +22,16 @@ namespace sc {
 
 class Peer;
 
+// What an audit record says of a call besides who made it and the outcome,
+// e.g. {"instance", "ns/name"}, in the order it was learnt.
+using AuditDetails = std::vector<std::pair<std::string, std::string>>;
+
+// Marks `status` as a refusal of what the caller asked (the record's decision
+// "deny"), as opposed to a failure of an allowed call ("error"). The mark is a
+// payload: the caller gets the code and message only.
+absl::Status AsDenial(absl::Status status);
+bool IsDenial(const absl::Status& status);
+
 // Escapes a string for a JSON string literal (quotes included). Request bytes
 // are hostile: control characters and invalid UTF-8 are escaped, never copied.
 std::string JsonQuote(absl::string_view value);
@@ -33,9 +43,10 @@ struct AuditRecord {
   const Peer* peer = nullptr;
   std::string grpc_peer;  // gRPC's connection name, when the peer is unknown
   absl::Status status;    // OK = allowed and done
-  std::string decision;   // "allow", "deny" (refused), "error" (allowed, failed)
-  // Call details, e.g. {"instance", "ns/name"}; values are quoted on output.
-  std::vector<std::pair<std::string, std::string>> details;
+  // "allow", "deny" (refused), "error" (allowed, failed); when empty, taken
+  // from `status` (a status marked AsDenial is "deny").
+  std::string decision;
+  AuditDetails details;  // values are quoted on output
 };
 
 class AuditLog {

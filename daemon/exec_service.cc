@@ -341,8 +341,8 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   const Peer& peer = **caller;
 
-  if (peer.kind() == PeerKind::kUnknown) {
-    return Finish(kMethod, peer, peer.RefuseUnknown("only pods and operators may exec"), {}, true);
+  if (absl::Status admitted = Admit(Method::kExec, WhoIs(peer)); !admitted.ok()) {
+    return Finish(kMethod, peer, admitted);
   }
   // Limits, counted from the moment the stream is open, before its first
   // message: a stream waiting for start holds a handler thread, so a pod that
@@ -396,25 +396,12 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   if (absl::Status s = ValidateExecStart(start); !s.ok()) return Finish(kMethod, peer, s);
   Details details = {{"argv0", start.argv(0).substr(0, 256)}, {"tty", start.tty() ? "1" : "0"}};
 
-  // Authorization.
-  bool has_instance = !start.instance().namespace_().empty() || !start.instance().name().empty();
-  if (peer.kind() == PeerKind::kPod && has_instance) {
-    return Finish(kMethod, peer,
-                  absl::PermissionDeniedError(
-                      "a pod execs only into the rootfs mounted into it: leave instance empty"),
-                  details, true);
-  }
-  if (peer.is_operator() && !has_instance) {
-    return Finish(kMethod, peer,
-                  absl::InvalidArgumentError("operators must name the instance to exec into"),
-                  details, true);
-  }
-  if (peer.is_operator() && !start.rootfs_path().empty()) {
-    return Finish(kMethod, peer,
-                  absl::InvalidArgumentError("rootfs_path is for pod callers; operators name an "
-                                             "instance"),
-                  details);
-  }
+  // The policy, with what it looks at.
+  Who who = WhoIs(peer);
+  Ask ask(Method::kExec);
+  ask.names_instance = !start.instance().namespace_().empty() || !start.instance().name().empty();
+  ask.rootfs_path = !start.rootfs_path().empty();
+  ask.by_reference = start.has_by_reference();
   uid_t uid = peer.uid();
   gid_t gid = peer.gid();
   std::vector<gid_t> groups;
@@ -422,22 +409,11 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
     uid = start.user().uid();
     gid = start.user().gid();
     groups.assign(start.user().groups().begin(), start.user().groups().end());
-    if (peer.uid() != 0) {
-      // A non-root caller runs as itself: no other uid or gid, and only
-      // supplementary groups it already has.
-      std::vector<gid_t> own = PeerGroups(peer);
-      bool ok = uid == peer.uid() && gid == peer.gid();
-      for (gid_t g : groups) {
-        ok = ok && (g == peer.gid() || std::find(own.begin(), own.end(), g) != own.end());
-      }
-      if (!ok) {
-        return Finish(kMethod, peer,
-                      absl::PermissionDeniedError(
-                          absl::StrCat("a caller with uid ", peer.uid(),
-                                       " may only run as itself (its own uid, gid and groups)")),
-                      details, true);
-      }
-    }
+    ask.user = Ask::RunAs{uid, gid, groups};
+    who.groups = PeerGroups(peer);
+  }
+  if (absl::Status decided = Decide(who, ask); !decided.ok()) {
+    return Finish(kMethod, peer, decided, details);
   }
 
   // Every handle before any fork.
@@ -554,13 +530,6 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   if (start.has_by_reference()) {
     // Stdio by reference: the caller's own files, a keeper in its pod as the
     // workload's parent (keeper.h), and this call ends once it runs.
-    if (peer.kind() != PeerKind::kPod) {
-      return Finish(kMethod, peer,
-                    absl::InvalidArgumentError(
-                        "stdio by reference is for pod callers: an operator's session streams "
-                        "(it lives in the daemon's pod and ends with it)"),
-                    details);
-    }
     absl::StatusOr<CallerStdio> taken =
         TakeCallerStdio(peer, start.by_reference(), tty, config_.socket.path);
     if (!taken.ok()) return Finish(kMethod, peer, taken.status(), details);

@@ -309,6 +309,13 @@ absl::StatusOr<ReleaseCounts> UnmountInstance(int instance_fd, const InstanceLay
   return counts;
 }
 
+bool IsOlderDaemonsInstance(const InstanceView& view) {
+  static const std::set<std::string> kNew = {"proc masks", "dev", "sys", "sys/firmware"};
+  return view.has_overlay && view.foreign.empty() && !view.missing.empty() &&
+         std::all_of(view.missing.begin(), view.missing.end(),
+                     [](const std::string& m) { return kNew.count(m) > 0; });
+}
+
 void ConvertOlderInstances(const std::string& base) {
   UniqueFd base_fd(open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!base_fd) return;  // nothing prepared yet
@@ -319,15 +326,10 @@ void ConvertOlderInstances(const std::string& base) {
                  (real.ok() ? table.status() : real.status()).ToString());
     return;
   }
-  static const std::set<std::string> kNew = {"proc masks", "dev", "sys", "sys/firmware"};
   for (const auto& [ns, name] : InstancesInTable(*table, *real)) {
     InstanceLayout layout = LayoutFor(*real, ns, name);
     InstanceView view = DeriveInstance(*table, layout.rootfs);
-    if (!view.has_overlay || !view.foreign.empty() || view.missing.empty()) continue;
-    if (!std::all_of(view.missing.begin(), view.missing.end(),
-                     [](const std::string& m) { return kNew.count(m) > 0; })) {
-      continue;
-    }
+    if (!IsOlderDaemonsInstance(view)) continue;
     absl::StatusOr<UniqueFd> instance =
         OpenBeneath(base_fd.get(), absl::StrCat(ns, "/", name), O_PATH | O_DIRECTORY);
     absl::StatusOr<int> mounted =

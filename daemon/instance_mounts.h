@@ -48,6 +48,12 @@ struct ReleaseCounts {
 // Unmounts everything at or below the instance's rootfs (see the .cc).
 absl::StatusOr<ReleaseCounts> UnmountInstance(int instance_fd, const InstanceLayout& layout);
 
+// Whether `view` is an instance an older daemon prepared: the overlay,
+// proc and its knobs, devpts and shm in place, only what a container's /dev,
+// /sys and /proc add missing. Its conversion, if it fails, is not rolled
+// back: its workloads keep running on what they have.
+bool IsOlderDaemonsInstance(const InstanceView& view);
+
 // At start, before serving: converts every instance under `base` that an
 // older daemon prepared (the overlay, proc and its knobs in place; only the
 // new /dev, /sys and masks missing), so that a DaemonSet rollout gives

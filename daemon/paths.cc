@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 
@@ -116,6 +117,13 @@ std::vector<std::string> PathComponents(absl::string_view path) {
   return parts;
 }
 
+bool PathLexicallyUnder(absl::string_view path, absl::string_view root) {
+  std::vector<std::string> root_parts = PathComponents(root);
+  std::vector<std::string> parts = PathComponents(path);
+  return parts.size() >= root_parts.size() &&
+         std::equal(root_parts.begin(), root_parts.end(), parts.begin());
+}
+
 void ForceOpenPathWalkForTesting(bool force) { force_walk = force; }
 
 absl::StatusOr<UniqueFd> OpenBeneath(int dir_fd, absl::string_view rel, int flags, bool no_xdev) {
@@ -170,10 +178,9 @@ absl::StatusOr<UniqueFd> OpenUnderRoots(const std::vector<std::string>& roots,
                                         absl::string_view path, int flags) {
   if (absl::Status ok = CheckRequestPath(path, true, "path"); !ok.ok()) return ok;
   for (const std::string& root : roots) {
+    if (!PathLexicallyUnder(path, root)) continue;
     std::vector<std::string> root_parts = PathComponents(root);
     std::vector<std::string> parts = PathComponents(path);
-    if (parts.size() < root_parts.size()) continue;
-    if (!std::equal(root_parts.begin(), root_parts.end(), parts.begin())) continue;
     UniqueFd root_fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!root_fd) return ErrnoStatus(errno, absl::StrCat("open allow-listed root ", root));
     std::vector<std::string> rest(parts.begin() + static_cast<long>(root_parts.size()),

@@ -21,6 +21,10 @@ absl::Status CheckRequestPath(absl::string_view path, bool absolute, absl::strin
 // The components of a path, without empty and "." ones.
 std::vector<std::string> PathComponents(absl::string_view path);
 
+// Whether `path` lies lexically at or below `root`, component by component
+// (PathComponents): what OpenUnderRoots requires before it opens anything.
+bool PathLexicallyUnder(absl::string_view path, absl::string_view root);
+
 // Opens `rel` beneath `dir_fd` without following any symlink (also not in the
 // last component, also no magic link) and without leaving `dir_fd`:
 // openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS),

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "daemon/fs_util.h"
+#include "daemon/policy.h"
 #include "daemon/sock_diag.h"
 #include "daemon/syscalls.h"
 #include "spdlog/spdlog.h"
@@ -291,13 +292,7 @@ absl::StatusOr<std::shared_ptr<const Peer>> Peer::FromSocket(int conn_fd) {
 }
 
 absl::Status Peer::RefuseUnknown(absl::string_view only_who) const {
-  if (unknown_for_want_of_resources_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the daemon ran short while it identified the caller (", unknown_reason_,
-        "): retry later; if this persists, the daemon's fd or memory limit is too low for the "
-        "node's load"));
-  }
-  return absl::PermissionDeniedError(absl::StrCat(only_who, ": ", unknown_reason_));
+  return sc::RefuseUnknown(only_who, unknown_reason_, unknown_for_want_of_resources_);
 }
 
 absl::Status Peer::Classify() {

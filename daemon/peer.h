@@ -57,10 +57,11 @@ class Peer {
   const std::optional<PodCgroup>& pod() const { return pod_; }
   // Why the peer is kUnknown ("" otherwise).
   const std::string& unknown_reason() const { return unknown_reason_; }
-  // The refusal of a call from a kUnknown peer, `only_who` saying who may
-  // make it ("only pods and operators may exec"): PERMISSION_DENIED, unless
-  // the daemon ran out of fds or memory while it identified the caller, which
-  // is RESOURCE_EXHAUSTED (the caller may be entitled; retrying can succeed).
+  // kUnknown because the daemon ran out of fds or memory while it identified
+  // the caller, who may be entitled (retrying can succeed).
+  bool unknown_for_want_of_resources() const { return unknown_for_want_of_resources_; }
+  // The policy's refusal of a call from a kUnknown peer (policy.h,
+  // RefuseUnknown), `only_who` saying who may make it.
   absl::Status RefuseUnknown(absl::string_view only_who) const;
   bool pinned_by_socket() const { return pinned_by_socket_; }
 

@@ -14,15 +14,18 @@
 #include "daemon/limits.h"
 #include "daemon/metrics.h"
 #include "daemon/peer.h"
+#include "daemon/policy.h"
+#include "daemon/rootfs_ops.h"
 #include "mounthelper.grpc.pb.h"
 
 namespace sc {
 
 namespace v1 = ::stoppablecontainer::mounthelper::v1;
 
-// The gRPC edge of the daemon: identifies the caller, authorizes, calls into
-// the code that does the work (absl::Status inside), audits the decision and
-// maps the result to a gRPC status. RPCs are grouped by concern:
+// The gRPC edge of the daemon. Each RPC reads: the caller (from the socket),
+// the policy (policy.h, before any work), the operation (absl::Status inside,
+// no gRPC type: rootfs_ops.h, launcher.h), the audit record, the reply.
+// RPCs are grouped by concern:
 //   service.cc         identity (WhoAmI) and the shared edge helpers
 //   rootfs_service.cc  PrepareRootfs, ReleaseRootfs, BindMount, GetInstance,
 //                      ListInstances, CheckRootfs
@@ -56,17 +59,46 @@ class MountHelperService final : public v1::MountHelper::Service {
   ExecSessionCounts ExecSessions();
 
  private:
-  using Details = std::vector<std::pair<std::string, std::string>>;
+  using Details = AuditDetails;
+
+  // One call of a rootfs RPC, from its caller to its audit record. It holds
+  // the caller's --max_calls_per_pod slot until the handler returns.
+  class Call {
+   public:
+    const Peer& peer() const { return *peer_; }
+    Details& details() { return details_; }
+    // Audits the outcome (a status marked AsDenial is a refusal) and maps it
+    // to the reply. Once per call.
+    grpc::Status Finish(const absl::Status& status);
+
+   private:
+    friend class MountHelperService;
+    MountHelperService* service_ = nullptr;
+    Method method_ = Method::kWhoAmI;
+    std::shared_ptr<const Peer> peer_;
+    Details details_;
+    KeyedLimiter::Slot slot_;
+  };
 
   // The peer behind the call's connection. On failure the refusal is already
   // audited and the returned status is what the handler should answer.
   absl::StatusOr<std::shared_ptr<const Peer>> Caller(grpc::ServerContext* context,
                                                      const char* method);
-  // Caller, for the rootfs calls: a pod's call also takes one of its
-  // --max_calls_per_pod slots into `slot` (RESOURCE_EXHAUSTED when none is
-  // free), held until the handler returns.
-  absl::StatusOr<std::shared_ptr<const Peer>> Caller(grpc::ServerContext* context,
-                                                     const char* method, KeyedLimiter::Slot* slot);
+  // The preamble of the rootfs RPCs: the Caller; for a pod, one of its
+  // --max_calls_per_pod slots (RESOURCE_EXHAUSTED when none is free); the
+  // policy's Admit. A refusal is audited (with `details`) and returned, and
+  // the handler answers with it.
+  absl::StatusOr<Call> Begin(grpc::ServerContext* context, Method method, Details details);
+  // For the RPCs that name an instance (with checked names), the policy's
+  // Decide on `ask`, and the instance looked up. A pod's answer depends on
+  // what it has mounted of the instance, which is looked up first; an
+  // operator's does not, and is given before anything is opened. A refusal or
+  // a failure is returned for the handler to Finish with.
+  absl::StatusOr<NamedInstance> Authorize(Call* call, const v1::InstanceRef& ref, Ask ask);
+  // A pod's PrepareRootfs from its `provider` takes one of the pod's
+  // --max_provider_waits_per_pod into `slot`: RESOURCE_EXHAUSTED when none is
+  // free.
+  absl::Status TakeProviderWait(const Peer& peer, KeyedLimiter::Slot* slot);
 
   // Audits the outcome of a call and maps it to a gRPC status. `refused`
   // marks an authorization decision (decision "deny") as opposed to a failure
