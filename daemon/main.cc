@@ -16,10 +16,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "common/defaults.h"
-#include "daemon/config.h"
-#include "daemon/mounts.h"
-#include "daemon/peer.h"
-#include "daemon/server.h"
+#include "daemon/base/config.h"
+#include "daemon/edge/server.h"
+#include "daemon/identity/peer.h"
+#include "daemon/rootfs/mounts.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, socket, sc::kDefaultSocketPath,
