@@ -1,5 +1,5 @@
-#ifndef DAEMON_CLONE_ON_STACK_H_
-#define DAEMON_CLONE_ON_STACK_H_
+#ifndef DAEMON_BASE_CLONE_ON_STACK_H_
+#define DAEMON_BASE_CLONE_ON_STACK_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -73,4 +73,4 @@ class ChildStacks {
 
 }  // namespace sc
 
-#endif  // DAEMON_CLONE_ON_STACK_H_
+#endif  // DAEMON_BASE_CLONE_ON_STACK_H_

@@ -1,15 +1,42 @@
-#ifndef DAEMON_CONFIG_H_
-#define DAEMON_CONFIG_H_
+#ifndef DAEMON_BASE_CONFIG_H_
+#define DAEMON_BASE_CONFIG_H_
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
-#include "daemon/edge/listener.h"
-#include "daemon/edge/metrics.h"
 
 namespace sc {
+
+// The daemon's listening socket (listener.h).
+struct SocketOptions {
+  std::string path;
+  mode_t mode = 0660;
+  gid_t gid = 0;
+  int backlog = 128;
+  // A connection is handed on only once it has sent its first bytes (a gRPC
+  // client sends the HTTP/2 preface at once); one that has sent nothing
+  // after this long is closed. Until then it costs one fd and no thread.
+  int handshake_timeout_ms = 5000;
+  // Connections waiting for their first bytes, in all and per uid: past
+  // either, the oldest of them is closed.
+  int max_pending = 1024;
+  int max_pending_per_uid = 64;
+};
+
+// Prometheus metrics over HTTP (metrics.h).
+struct MetricsOptions {
+  // "HOST:PORT" or ":PORT" (every IPv4 address); port 0 takes a free one.
+  std::string address;
+  // At most this many pods get a series of their own in
+  // sc_mount_helper_exec_sessions_per_pod; the rest are summed as "other".
+  int pod_series = 10;
+  // For instances by state.
+  std::string instance_base;
+};
 
 // Everything the daemon is told by its flags (see main.cc for the docs).
 struct DaemonConfig {
@@ -51,4 +78,4 @@ struct DaemonConfig {
 
 }  // namespace sc
 
-#endif  // DAEMON_CONFIG_H_
+#endif  // DAEMON_BASE_CONFIG_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_CONTAINER_SPEC_H_
-#define DAEMON_CONTAINER_SPEC_H_
+#ifndef DAEMON_BASE_CONTAINER_SPEC_H_
+#define DAEMON_BASE_CONTAINER_SPEC_H_
 
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -75,4 +75,4 @@ inline constexpr int kMaxPodDevices = 512;
 
 }  // namespace sc
 
-#endif  // DAEMON_CONTAINER_SPEC_H_
+#endif  // DAEMON_BASE_CONTAINER_SPEC_H_

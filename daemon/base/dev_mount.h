@@ -1,5 +1,5 @@
-#ifndef DAEMON_DEV_MOUNT_H_
-#define DAEMON_DEV_MOUNT_H_
+#ifndef DAEMON_BASE_DEV_MOUNT_H_
+#define DAEMON_BASE_DEV_MOUNT_H_
 
 #include <cstddef>
 
@@ -35,4 +35,4 @@ int MountOwnMqueueIfNeeded(int rootfs_fd);
 
 }  // namespace sc
 
-#endif  // DAEMON_DEV_MOUNT_H_
+#endif  // DAEMON_BASE_DEV_MOUNT_H_

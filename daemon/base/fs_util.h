@@ -1,5 +1,5 @@
-#ifndef DAEMON_FS_UTIL_H_
-#define DAEMON_FS_UTIL_H_
+#ifndef DAEMON_BASE_FS_UTIL_H_
+#define DAEMON_BASE_FS_UTIL_H_
 
 #include <string>
 
@@ -22,4 +22,4 @@ absl::StatusOr<std::string> ReadFileAt(int dir_fd, const char* name, size_t max_
 
 }  // namespace sc
 
-#endif  // DAEMON_FS_UTIL_H_
+#endif  // DAEMON_BASE_FS_UTIL_H_

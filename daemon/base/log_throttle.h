@@ -1,5 +1,5 @@
-#ifndef DAEMON_LOG_THROTTLE_H_
-#define DAEMON_LOG_THROTTLE_H_
+#ifndef DAEMON_BASE_LOG_THROTTLE_H_
+#define DAEMON_BASE_LOG_THROTTLE_H_
 
 #include <cstdint>
 #include <mutex>
@@ -40,4 +40,4 @@ class LogThrottle {
 
 }  // namespace sc
 
-#endif  // DAEMON_LOG_THROTTLE_H_
+#endif  // DAEMON_BASE_LOG_THROTTLE_H_

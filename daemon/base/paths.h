@@ -1,5 +1,5 @@
-#ifndef DAEMON_PATHS_H_
-#define DAEMON_PATHS_H_
+#ifndef DAEMON_BASE_PATHS_H_
+#define DAEMON_BASE_PATHS_H_
 
 #include <sys/types.h>
 
@@ -60,4 +60,4 @@ absl::StatusOr<int> MountIdOf(int fd);
 
 }  // namespace sc
 
-#endif  // DAEMON_PATHS_H_
+#endif  // DAEMON_BASE_PATHS_H_

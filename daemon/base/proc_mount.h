@@ -1,5 +1,5 @@
-#ifndef DAEMON_PROC_MOUNT_H_
-#define DAEMON_PROC_MOUNT_H_
+#ifndef DAEMON_BASE_PROC_MOUNT_H_
+#define DAEMON_BASE_PROC_MOUNT_H_
 
 namespace sc {
 
@@ -27,4 +27,4 @@ int FinishProc(int proc_fd, int* null_tree);
 
 }  // namespace sc
 
-#endif  // DAEMON_PROC_MOUNT_H_
+#endif  // DAEMON_BASE_PROC_MOUNT_H_

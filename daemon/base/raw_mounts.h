@@ -1,5 +1,5 @@
-#ifndef DAEMON_RAW_MOUNTS_H_
-#define DAEMON_RAW_MOUNTS_H_
+#ifndef DAEMON_BASE_RAW_MOUNTS_H_
+#define DAEMON_BASE_RAW_MOUNTS_H_
 
 #include <sys/types.h>
 
@@ -79,4 +79,4 @@ int PopulateDev(int dev_fd, const DevNode* extra, size_t extra_count);
 
 }  // namespace sc
 
-#endif  // DAEMON_RAW_MOUNTS_H_
+#endif  // DAEMON_BASE_RAW_MOUNTS_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_SYS_MOUNT_H_
-#define DAEMON_SYS_MOUNT_H_
+#ifndef DAEMON_BASE_SYS_MOUNT_H_
+#define DAEMON_BASE_SYS_MOUNT_H_
 
 #include <cstddef>
 
@@ -34,4 +34,4 @@ int FinishSys(int sys_fd, const CgroupViewEntry* view, size_t count);
 
 }  // namespace sc
 
-#endif  // DAEMON_SYS_MOUNT_H_
+#endif  // DAEMON_BASE_SYS_MOUNT_H_

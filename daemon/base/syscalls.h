@@ -1,5 +1,5 @@
-#ifndef DAEMON_SYSCALLS_H_
-#define DAEMON_SYSCALLS_H_
+#ifndef DAEMON_BASE_SYSCALLS_H_
+#define DAEMON_BASE_SYSCALLS_H_
 
 #include <signal.h>
 #include <sys/syscall.h>
@@ -33,4 +33,4 @@ inline int Openat2(int dirfd, const char* path, OpenHow* how) {
 
 }  // namespace sc
 
-#endif  // DAEMON_SYSCALLS_H_
+#endif  // DAEMON_BASE_SYSCALLS_H_

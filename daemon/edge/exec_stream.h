@@ -1,5 +1,5 @@
-#ifndef DAEMON_EXEC_STREAM_H_
-#define DAEMON_EXEC_STREAM_H_
+#ifndef DAEMON_EDGE_EXEC_STREAM_H_
+#define DAEMON_EDGE_EXEC_STREAM_H_
 
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
@@ -57,4 +57,4 @@ grpc::ByteBuffer OutputMessage(bool is_stderr, grpc::Slice data);
 
 }  // namespace sc
 
-#endif  // DAEMON_EXEC_STREAM_H_
+#endif  // DAEMON_EDGE_EXEC_STREAM_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_HEALTH_H_
-#define DAEMON_HEALTH_H_
+#ifndef DAEMON_EDGE_HEALTH_H_
+#define DAEMON_EDGE_HEALTH_H_
 
 #include <condition_variable>
 #include <mutex>
@@ -40,4 +40,4 @@ class HealthService final : public grpc::health::v1::Health::Service {
 
 }  // namespace sc
 
-#endif  // DAEMON_HEALTH_H_
+#endif  // DAEMON_EDGE_HEALTH_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_LIMITS_H_
-#define DAEMON_LIMITS_H_
+#ifndef DAEMON_EDGE_LIMITS_H_
+#define DAEMON_EDGE_LIMITS_H_
 
 #include <map>
 #include <memory>
@@ -77,4 +77,4 @@ class KeyedLimiter {
 
 }  // namespace sc
 
-#endif  // DAEMON_LIMITS_H_
+#endif  // DAEMON_EDGE_LIMITS_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_LISTENER_H_
-#define DAEMON_LISTENER_H_
+#ifndef DAEMON_EDGE_LISTENER_H_
+#define DAEMON_EDGE_LISTENER_H_
 
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -14,23 +14,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
+#include "daemon/base/config.h"
 
 namespace sc {
-
-struct SocketOptions {
-  std::string path;
-  mode_t mode = 0660;
-  gid_t gid = 0;
-  int backlog = 128;
-  // A connection is handed on only once it has sent its first bytes (a gRPC
-  // client sends the HTTP/2 preface at once); one that has sent nothing
-  // after this long is closed. Until then it costs one fd and no thread.
-  int handshake_timeout_ms = 5000;
-  // Connections waiting for their first bytes, in all and per uid: past
-  // either, the oldest of them is closed.
-  int max_pending = 1024;
-  int max_pending_per_uid = 64;
-};
 
 // The daemon's listening Unix socket and the lock that makes it ours.
 //
@@ -86,4 +72,4 @@ class UnixListener {
 
 }  // namespace sc
 
-#endif  // DAEMON_LISTENER_H_
+#endif  // DAEMON_EDGE_LISTENER_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_METRICS_H_
-#define DAEMON_METRICS_H_
+#ifndef DAEMON_EDGE_METRICS_H_
+#define DAEMON_EDGE_METRICS_H_
 
 // The daemon's Prometheus metrics (issue 17), served over HTTP on
 // --metrics_address, never on the gRPC socket. Off unless that flag is set:
@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "daemon/base/config.h"
 #include "mounthelper.pb.h"
 
 namespace grpc::experimental {
@@ -41,16 +42,6 @@ namespace sc {
 
 struct AuditRecord;
 namespace v1 = ::stoppablecontainer::mounthelper::v1;
-
-struct MetricsOptions {
-  // "HOST:PORT" or ":PORT" (every IPv4 address); port 0 takes a free one.
-  std::string address;
-  // At most this many pods get a series of their own in
-  // sc_mount_helper_exec_sessions_per_pod; the rest are summed as "other".
-  int pod_series = 10;
-  // For instances by state.
-  std::string instance_base;
-};
 
 // The exec sessions the daemon holds (what --max_execs counts), by pod UID.
 struct ExecSessionCounts {
@@ -154,4 +145,4 @@ class ExecSessionMeter {
 
 }  // namespace sc
 
-#endif  // DAEMON_METRICS_H_
+#endif  // DAEMON_EDGE_METRICS_H_

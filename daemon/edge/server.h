@@ -1,5 +1,5 @@
-#ifndef DAEMON_SERVER_H_
-#define DAEMON_SERVER_H_
+#ifndef DAEMON_EDGE_SERVER_H_
+#define DAEMON_EDGE_SERVER_H_
 
 #include "daemon/base/config.h"
 
@@ -13,4 +13,4 @@ int RunDaemon(const DaemonConfig& config);
 
 }  // namespace sc
 
-#endif  // DAEMON_SERVER_H_
+#endif  // DAEMON_EDGE_SERVER_H_

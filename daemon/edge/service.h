@@ -1,5 +1,5 @@
-#ifndef DAEMON_SERVICE_H_
-#define DAEMON_SERVICE_H_
+#ifndef DAEMON_EDGE_SERVICE_H_
+#define DAEMON_EDGE_SERVICE_H_
 
 #include <map>
 #include <memory>
@@ -129,4 +129,4 @@ class MountHelperService final : public v1::MountHelper::Service {
 
 }  // namespace sc
 
-#endif  // DAEMON_SERVICE_H_
+#endif  // DAEMON_EDGE_SERVICE_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_STATUS_UTIL_H_
-#define DAEMON_STATUS_UTIL_H_
+#ifndef DAEMON_EDGE_STATUS_UTIL_H_
+#define DAEMON_EDGE_STATUS_UTIL_H_
 
 #include <grpcpp/support/status.h>
 
@@ -16,4 +16,4 @@ inline grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 }  // namespace sc
 
-#endif  // DAEMON_STATUS_UTIL_H_
+#endif  // DAEMON_EDGE_STATUS_UTIL_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_CALLER_FDS_H_
-#define DAEMON_CALLER_FDS_H_
+#ifndef DAEMON_EXEC_CALLER_FDS_H_
+#define DAEMON_EXEC_CALLER_FDS_H_
 
 #include <string>
 
@@ -30,4 +30,4 @@ absl::StatusOr<CallerStdio> TakeCallerStdio(const Peer& peer, const v1::StdioByR
 
 }  // namespace sc
 
-#endif  // DAEMON_CALLER_FDS_H_
+#endif  // DAEMON_EXEC_CALLER_FDS_H_

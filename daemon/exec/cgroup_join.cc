@@ -2,85 +2,14 @@
 
 #include <fcntl.h>
 
-#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "daemon/base/fs_util.h"
 #include "daemon/identity/peer.h"
 
 namespace sc {
-namespace {
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(absl::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && s.size() - i >= 4 && s[i + 1] >= '0' && s[i + 1] <= '3' &&
-        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
-      out.push_back(
-          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-bool HasOption(const CgroupMount& m, absl::string_view option) {
-  return std::find(m.options.begin(), m.options.end(), option) != m.options.end();
-}
-
-}  // namespace
-
-std::vector<CgroupMount> ParseCgroupMounts(absl::string_view mountinfo) {
-  std::vector<CgroupMount> mounts;
-  for (absl::string_view line : absl::StrSplit(mountinfo, '\n', absl::SkipEmpty())) {
-    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ');
-    auto dash = std::find(fields.begin(), fields.end(), "-");
-    if (fields.size() < 10 || dash == fields.end() || fields.end() - dash < 4) continue;
-    absl::string_view fstype = *(dash + 1);
-    if (fstype != "cgroup" && fstype != "cgroup2") continue;
-    CgroupMount m;
-    m.v2 = fstype == "cgroup2";
-    m.root = Unescape(fields[3]);
-    m.target = Unescape(fields[4]);
-    for (absl::string_view o : absl::StrSplit(*(dash + 3), ',')) m.options.emplace_back(o);
-    mounts.push_back(std::move(m));
-  }
-  return mounts;
-}
-
-absl::StatusOr<std::string> CgroupDirFor(const CgroupLine& line,
-                                         const std::vector<CgroupMount>& mounts) {
-  bool v2 = line.hierarchy_id == 0 && line.controllers.empty();
-  for (const CgroupMount& m : mounts) {
-    if (m.v2 != v2) continue;
-    if (!v2) {
-      bool all = !line.controllers.empty();
-      for (absl::string_view c : absl::StrSplit(line.controllers, ',')) {
-        all = all && HasOption(m, c);
-      }
-      if (!all) continue;
-    }
-    // The path is relative to the daemon's cgroup namespace root; a mount of
-    // a sub-tree (root != "/") holds only what lies below its root.
-    absl::string_view rel = line.path;
-    if (m.root != "/") {
-      if (!absl::ConsumePrefix(&rel, m.root) || (!rel.empty() && rel[0] != '/')) continue;
-    }
-    if (rel.find("/../") != absl::string_view::npos || absl::EndsWith(rel, "/..")) {
-      return absl::InvalidArgumentError(absl::StrCat("cgroup path with '..': ", line.path));
-    }
-    return absl::StrCat(m.target, rel == "/" ? "" : rel);
-  }
-  return absl::NotFoundError(absl::StrCat("cgroup hierarchy ", line.hierarchy_id, " (",
-                                          line.controllers, ") is not mounted in the daemon"));
-}
 
 absl::Status AddViewDir(const std::string& dir, bool v2, int dir_fd,
                         const std::vector<CgroupMount>& mounts, CgroupHandles* handles) {

@@ -1,5 +1,5 @@
-#ifndef DAEMON_CGROUP_JOIN_H_
-#define DAEMON_CGROUP_JOIN_H_
+#ifndef DAEMON_EXEC_CGROUP_JOIN_H_
+#define DAEMON_EXEC_CGROUP_JOIN_H_
 
 #include <string>
 #include <vector>
@@ -33,22 +33,6 @@ struct CgroupHandles {
   std::vector<ViewDir> view;
 };
 
-// A cgroup hierarchy mounted in the daemon's mount namespace.
-struct CgroupMount {
-  bool v2 = false;
-  std::vector<std::string> options;  // super options ("memory", "name=systemd")
-  std::string root;                  // mountinfo's root field
-  std::string target;                // mount point
-};
-
-// Parses /proc/self/mountinfo text for cgroup and cgroup2 mounts.
-std::vector<CgroupMount> ParseCgroupMounts(absl::string_view mountinfo);
-
-// The host directory of one /proc/<pid>/cgroup line among `mounts`, or
-// NOT_FOUND when that hierarchy is not mounted here.
-absl::StatusOr<std::string> CgroupDirFor(const CgroupLine& line,
-                                         const std::vector<CgroupMount>& mounts);
-
 absl::StatusOr<CgroupHandles> OpenPeerCgroups(const Peer& peer);
 
 // Adds `dir_fd` (a cgroup directory at `dir` of a hierarchy among `mounts`)
@@ -59,4 +43,4 @@ absl::Status AddViewDir(const std::string& dir, bool v2, int dir_fd,
 
 }  // namespace sc
 
-#endif  // DAEMON_CGROUP_JOIN_H_
+#endif  // DAEMON_EXEC_CGROUP_JOIN_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_EXEC_SESSION_H_
-#define DAEMON_EXEC_SESSION_H_
+#ifndef DAEMON_EXEC_EXEC_SESSION_H_
+#define DAEMON_EXEC_EXEC_SESSION_H_
 
 #include <sys/ioctl.h>
 #include <sys/wait.h>
@@ -90,4 +90,4 @@ class ExecOutput {
 
 }  // namespace sc
 
-#endif  // DAEMON_EXEC_SESSION_H_
+#endif  // DAEMON_EXEC_EXEC_SESSION_H_

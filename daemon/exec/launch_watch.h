@@ -1,5 +1,5 @@
-#ifndef DAEMON_LAUNCH_WATCH_H_
-#define DAEMON_LAUNCH_WATCH_H_
+#ifndef DAEMON_EXEC_LAUNCH_WATCH_H_
+#define DAEMON_EXEC_LAUNCH_WATCH_H_
 
 #include <atomic>
 #include <chrono>
@@ -42,4 +42,4 @@ class LaunchWatch {
 
 }  // namespace sc
 
-#endif  // DAEMON_LAUNCH_WATCH_H_
+#endif  // DAEMON_EXEC_LAUNCH_WATCH_H_

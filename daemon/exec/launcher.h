@@ -1,5 +1,5 @@
-#ifndef DAEMON_LAUNCHER_H_
-#define DAEMON_LAUNCHER_H_
+#ifndef DAEMON_EXEC_LAUNCHER_H_
+#define DAEMON_EXEC_LAUNCHER_H_
 
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -113,4 +113,4 @@ std::vector<std::string> ExecCandidates(const std::string& argv0,
 
 }  // namespace sc
 
-#endif  // DAEMON_LAUNCHER_H_
+#endif  // DAEMON_EXEC_LAUNCHER_H_

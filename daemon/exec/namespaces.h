@@ -1,5 +1,5 @@
-#ifndef DAEMON_NAMESPACES_H_
-#define DAEMON_NAMESPACES_H_
+#ifndef DAEMON_EXEC_NAMESPACES_H_
+#define DAEMON_EXEC_NAMESPACES_H_
 
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
@@ -29,4 +29,4 @@ absl::StatusOr<NamespaceHandles> OpenPeerNamespaces(const Peer& peer);
 
 }  // namespace sc
 
-#endif  // DAEMON_NAMESPACES_H_
+#endif  // DAEMON_EXEC_NAMESPACES_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_OPERATOR_CGROUP_H_
-#define DAEMON_OPERATOR_CGROUP_H_
+#ifndef DAEMON_EXEC_OPERATOR_CGROUP_H_
+#define DAEMON_EXEC_OPERATOR_CGROUP_H_
 
 #include <cstdint>
 #include <string>
@@ -37,4 +37,4 @@ absl::StatusOr<UniqueFd> LoadOperatorDeviceProgram();
 
 }  // namespace sc
 
-#endif  // DAEMON_OPERATOR_CGROUP_H_
+#endif  // DAEMON_EXEC_OPERATOR_CGROUP_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_PID_INIT_H_
-#define DAEMON_PID_INIT_H_
+#ifndef DAEMON_EXEC_PID_INIT_H_
+#define DAEMON_EXEC_PID_INIT_H_
 
 #include <sys/types.h>
 
@@ -30,4 +30,4 @@ class PidNamespaceInit {
 
 }  // namespace sc
 
-#endif  // DAEMON_PID_INIT_H_
+#endif  // DAEMON_EXEC_PID_INIT_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_PTY_H_
-#define DAEMON_PTY_H_
+#ifndef DAEMON_EXEC_PTY_H_
+#define DAEMON_EXEC_PTY_H_
 
 #include <sys/ioctl.h>
 #include <sys/types.h>
@@ -35,4 +35,4 @@ absl::StatusOr<Pty> OpenSessionPty(uid_t uid, const winsize& size);
 
 }  // namespace sc
 
-#endif  // DAEMON_PTY_H_
+#endif  // DAEMON_EXEC_PTY_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_SECCOMP_FILTER_H_
-#define DAEMON_SECCOMP_FILTER_H_
+#ifndef DAEMON_EXEC_SECCOMP_FILTER_H_
+#define DAEMON_EXEC_SECCOMP_FILTER_H_
 
 #include <linux/filter.h>
 
@@ -67,4 +67,4 @@ std::vector<std::string> UnknownSeccompNames();
 
 }  // namespace sc
 
-#endif  // DAEMON_SECCOMP_FILTER_H_
+#endif  // DAEMON_EXEC_SECCOMP_FILTER_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_SESSION_BINARY_H_
-#define DAEMON_SESSION_BINARY_H_
+#ifndef DAEMON_EXEC_SESSION_BINARY_H_
+#define DAEMON_EXEC_SESSION_BINARY_H_
 
 #include "absl/status/statusor.h"
 
@@ -13,4 +13,4 @@ absl::StatusOr<int> SessionBinaryFd();
 
 }  // namespace sc
 
-#endif  // DAEMON_SESSION_BINARY_H_
+#endif  // DAEMON_EXEC_SESSION_BINARY_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_AUDIT_H_
-#define DAEMON_AUDIT_H_
+#ifndef DAEMON_IDENTITY_AUDIT_H_
+#define DAEMON_IDENTITY_AUDIT_H_
 
 #include <atomic>
 #include <cstdint>
@@ -78,4 +78,4 @@ class AuditLog {
 
 }  // namespace sc
 
-#endif  // DAEMON_AUDIT_H_
+#endif  // DAEMON_IDENTITY_AUDIT_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_CGROUP_H_
-#define DAEMON_CGROUP_H_
+#ifndef DAEMON_IDENTITY_CGROUP_H_
+#define DAEMON_IDENTITY_CGROUP_H_
 
 #include <string>
 #include <vector>
@@ -45,6 +45,22 @@ absl::StatusOr<PodCgroup> PodFromCgroupPath(absl::string_view path);
 // error (FAILED_PRECONDITION), never a guess. NOT_FOUND when none names a pod.
 absl::StatusOr<PodCgroup> PodFromCgroupLines(const std::vector<CgroupLine>& lines);
 
+// A cgroup hierarchy mounted in the daemon's mount namespace.
+struct CgroupMount {
+  bool v2 = false;
+  std::vector<std::string> options;  // super options ("memory", "name=systemd")
+  std::string root;                  // mountinfo's root field
+  std::string target;                // mount point
+};
+
+// Parses /proc/self/mountinfo text for cgroup and cgroup2 mounts.
+std::vector<CgroupMount> ParseCgroupMounts(absl::string_view mountinfo);
+
+// The host directory of one /proc/<pid>/cgroup line among `mounts`, or
+// NOT_FOUND when that hierarchy is not mounted here.
+absl::StatusOr<std::string> CgroupDirFor(const CgroupLine& line,
+                                         const std::vector<CgroupMount>& mounts);
+
 }  // namespace sc
 
-#endif  // DAEMON_CGROUP_H_
+#endif  // DAEMON_IDENTITY_CGROUP_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_PEER_H_
-#define DAEMON_PEER_H_
+#ifndef DAEMON_IDENTITY_PEER_H_
+#define DAEMON_IDENTITY_PEER_H_
 
 #include <sys/types.h>
 
@@ -151,4 +151,4 @@ class PeerRegistry {
 
 }  // namespace sc
 
-#endif  // DAEMON_PEER_H_
+#endif  // DAEMON_IDENTITY_PEER_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_POLICY_H_
-#define DAEMON_POLICY_H_
+#ifndef DAEMON_IDENTITY_POLICY_H_
+#define DAEMON_IDENTITY_POLICY_H_
 
 // Who may ask for what (ARCHITECTURE.md, "Who may ask for what"), decided in
 // one place: the table in policy.cc. Every RPC asks it before any work, in two
@@ -128,4 +128,4 @@ absl::Status RefuseUnknown(absl::string_view only_who, absl::string_view reason,
 
 }  // namespace sc
 
-#endif  // DAEMON_POLICY_H_
+#endif  // DAEMON_IDENTITY_POLICY_H_

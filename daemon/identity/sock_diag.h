@@ -1,5 +1,5 @@
-#ifndef DAEMON_SOCK_DIAG_H_
-#define DAEMON_SOCK_DIAG_H_
+#ifndef DAEMON_IDENTITY_SOCK_DIAG_H_
+#define DAEMON_IDENTITY_SOCK_DIAG_H_
 
 #include <sys/types.h>
 
@@ -22,4 +22,4 @@ absl::StatusOr<ino_t> UnixPeerInode(int sock_fd);
 
 }  // namespace sc
 
-#endif  // DAEMON_SOCK_DIAG_H_
+#endif  // DAEMON_IDENTITY_SOCK_DIAG_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_INSTANCE_DATA_H_
-#define DAEMON_INSTANCE_DATA_H_
+#ifndef DAEMON_ROOTFS_INSTANCE_DATA_H_
+#define DAEMON_ROOTFS_INSTANCE_DATA_H_
 
 #include <sys/types.h>
 
@@ -21,4 +21,4 @@ absl::Status RemoveDoomedTrees(int ns_fd, const std::string& name, dev_t dev);
 
 }  // namespace sc
 
-#endif  // DAEMON_INSTANCE_DATA_H_
+#endif  // DAEMON_ROOTFS_INSTANCE_DATA_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_INSTANCE_MOUNTS_H_
-#define DAEMON_INSTANCE_MOUNTS_H_
+#ifndef DAEMON_ROOTFS_INSTANCE_MOUNTS_H_
+#define DAEMON_ROOTFS_INSTANCE_MOUNTS_H_
 
 #include <cstdint>
 #include <string>
@@ -64,4 +64,4 @@ void ConvertOlderInstances(const std::string& base);
 
 }  // namespace sc
 
-#endif  // DAEMON_INSTANCE_MOUNTS_H_
+#endif  // DAEMON_ROOTFS_INSTANCE_MOUNTS_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_INSTANCES_H_
-#define DAEMON_INSTANCES_H_
+#ifndef DAEMON_ROOTFS_INSTANCES_H_
+#define DAEMON_ROOTFS_INSTANCES_H_
 
 #include <string>
 #include <utility>
@@ -90,4 +90,4 @@ std::vector<MountInfoEntry> UnmountOrder(const std::vector<MountInfoEntry>& moun
 
 }  // namespace sc
 
-#endif  // DAEMON_INSTANCES_H_
+#endif  // DAEMON_ROOTFS_INSTANCES_H_

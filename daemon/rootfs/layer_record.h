@@ -1,5 +1,5 @@
-#ifndef DAEMON_LAYER_RECORD_H_
-#define DAEMON_LAYER_RECORD_H_
+#ifndef DAEMON_ROOTFS_LAYER_RECORD_H_
+#define DAEMON_ROOTFS_LAYER_RECORD_H_
 
 #include <sys/types.h>
 
@@ -53,4 +53,4 @@ void ApplyLayerRecord(const absl::StatusOr<LayerRecord>& record, InstanceView* v
 
 }  // namespace sc
 
-#endif  // DAEMON_LAYER_RECORD_H_
+#endif  // DAEMON_ROOTFS_LAYER_RECORD_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_MOUNTINFO_H_
-#define DAEMON_MOUNTINFO_H_
+#ifndef DAEMON_ROOTFS_MOUNTINFO_H_
+#define DAEMON_ROOTFS_MOUNTINFO_H_
 
 #include <sys/types.h>
 
@@ -50,4 +50,4 @@ bool PathAtOrBelow(absl::string_view path, absl::string_view dir);
 
 }  // namespace sc
 
-#endif  // DAEMON_MOUNTINFO_H_
+#endif  // DAEMON_ROOTFS_MOUNTINFO_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_MOUNTS_H_
-#define DAEMON_MOUNTS_H_
+#ifndef DAEMON_ROOTFS_MOUNTS_H_
+#define DAEMON_ROOTFS_MOUNTS_H_
 
 #include <sys/mount.h>
 
@@ -98,4 +98,4 @@ absl::Status DetachTreeAt(int parent_fd, const std::string& name, int expected_i
 
 }  // namespace sc
 
-#endif  // DAEMON_MOUNTS_H_
+#endif  // DAEMON_ROOTFS_MOUNTS_H_

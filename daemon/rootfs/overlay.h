@@ -1,5 +1,5 @@
-#ifndef DAEMON_OVERLAY_H_
-#define DAEMON_OVERLAY_H_
+#ifndef DAEMON_ROOTFS_OVERLAY_H_
+#define DAEMON_ROOTFS_OVERLAY_H_
 
 #include <string>
 #include <vector>
@@ -39,4 +39,4 @@ absl::StatusOr<OverlayLayers> ParseOverlayOptions(absl::string_view fs_options);
 
 }  // namespace sc
 
-#endif  // DAEMON_OVERLAY_H_
+#endif  // DAEMON_ROOTFS_OVERLAY_H_

@@ -1,5 +1,5 @@
-#ifndef DAEMON_POD_ROOTFS_H_
-#define DAEMON_POD_ROOTFS_H_
+#ifndef DAEMON_ROOTFS_POD_ROOTFS_H_
+#define DAEMON_ROOTFS_POD_ROOTFS_H_
 
 #include <string>
 #include <utility>
@@ -26,4 +26,4 @@ absl::StatusOr<std::pair<UniqueFd, UniqueFd>> OpenPodRootfs(const Peer& peer,
 
 }  // namespace sc
 
-#endif  // DAEMON_POD_ROOTFS_H_
+#endif  // DAEMON_ROOTFS_POD_ROOTFS_H_

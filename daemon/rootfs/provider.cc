@@ -20,7 +20,6 @@
 #include "daemon/base/fs_util.h"
 #include "daemon/base/paths.h"
 #include "daemon/base/syscalls.h"
-#include "daemon/exec/cgroup_join.h"
 #include "daemon/identity/cgroup.h"
 
 namespace sc {

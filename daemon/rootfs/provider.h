@@ -1,5 +1,5 @@
-#ifndef DAEMON_PROVIDER_H_
-#define DAEMON_PROVIDER_H_
+#ifndef DAEMON_ROOTFS_PROVIDER_H_
+#define DAEMON_ROOTFS_PROVIDER_H_
 
 #include <sys/types.h>
 
@@ -74,4 +74,4 @@ absl::StatusOr<ProviderLayers> OpenProviderLayers(const ProviderProcess& provide
 
 }  // namespace sc
 
-#endif  // DAEMON_PROVIDER_H_
+#endif  // DAEMON_ROOTFS_PROVIDER_H_

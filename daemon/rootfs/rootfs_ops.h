@@ -1,5 +1,5 @@
-#ifndef DAEMON_ROOTFS_OPS_H_
-#define DAEMON_ROOTFS_OPS_H_
+#ifndef DAEMON_ROOTFS_ROOTFS_OPS_H_
+#define DAEMON_ROOTFS_ROOTFS_OPS_H_
 
 // The work of the rootfs RPCs, on plain values (no gRPC or protobuf type):
 // what rootfs_service.cc runs once the policy (policy.h) has allowed a
@@ -139,4 +139,4 @@ absl::StatusOr<RootfsCheck> CheckPodRootfs(const DaemonConfig& config, const Pee
 
 }  // namespace sc
 
-#endif  // DAEMON_ROOTFS_OPS_H_
+#endif  // DAEMON_ROOTFS_ROOTFS_OPS_H_

@@ -10,9 +10,9 @@
 #include <functional>
 #include <string>
 
-#include "daemon/exec/cgroup_join.h"
 #include "daemon/exec/launcher.h"
 #include "daemon/exec/seccomp_filter.h"
+#include "daemon/identity/cgroup.h"
 
 namespace sc {
 namespace {
