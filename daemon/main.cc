@@ -100,7 +100,7 @@ gid_t ParseGroup(const std::string& group) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Exec output moves in messages of up to 1 MiB (exec_service.cc), each
+  // Exec output moves in messages of up to 1 MiB (stream_session.cc), each
   // block allocated and freed once or twice on its way. With glibc's default
   // thresholds such blocks come from mmap or the heap is trimmed after them,
   // and every message paid page faults and the zeroing of fresh pages (40%

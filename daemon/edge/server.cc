@@ -96,6 +96,89 @@ void LogKernelPaths() {
   }
 }
 
+// A connection the listener accepted: identified, counted against its pod's
+// (or uid's) limit, and handed to gRPC; dropped, with a line in the log at
+// most a second, when any of that fails.
+void AdmitConnection(UniqueFd conn, PeerRegistry* peers, grpc::Server* server,
+                     int max_connections_per_pod, LogThrottle* log) {
+  absl::StatusOr<UniqueFd> renumbered = peers->Renumber(std::move(conn));
+  if (!renumbered.ok()) {
+    uint64_t held_back = 0;
+    if (log->Allow(&held_back)) {
+      spdlog::error("dropping a connection: {} ({} more not logged)",
+                    renumbered.status().ToString(), held_back);
+    }
+    return;
+  }
+  absl::StatusOr<std::shared_ptr<const Peer>> peer = Peer::FromSocket(renumbered->get());
+  if (!peer.ok()) {
+    uint64_t held_back = 0;
+    if (log->Allow(&held_back)) {
+      spdlog::error("dropping a connection: {} ({} more not logged)", peer.status().ToString(),
+                    held_back);
+    }
+    return;
+  }
+  // One pod (or uid) must not take the daemon's fds from everyone else.
+  std::string key = PeerRegistry::LimitKey(**peer);
+  if (peers->CountFor(key) >= static_cast<size_t>(max_connections_per_pod)) {
+    uint64_t held_back = 0;
+    if (log->Allow(&held_back)) {
+      spdlog::warn(
+          "closed a connection from {}: {} has {} open, its maximum "
+          "(--max_connections_per_pod; {} more such closes not logged)",
+          (*peer)->Describe(), key, max_connections_per_pod, held_back);
+    }
+    return;
+  }
+  spdlog::debug("connection fd {} from {}", renumbered->get(), (*peer)->Describe());
+  peers->Add(renumbered->get(), *std::move(peer));
+  // gRPC owns the fd from here on and closes it with the connection.
+  grpc::AddInsecureChannelFromFd(server, renumbered->release());
+}
+
+// "READY\n" on --ready_fd, which is closed then.
+void AnnounceReady(int ready_fd) {
+  UniqueFd ready(ready_fd);
+  static constexpr char kReady[] = "READY\n";
+  if (write(ready.get(), kReady, sizeof(kReady) - 1) != sizeof(kReady) - 1) {
+    spdlog::warn("{}", ErrnoMessage(errno, "write to --ready_fd"));
+  }
+}
+
+// What the metrics count: refusals from the audit log, calls through an
+// interceptor, sessions and audit failures read at scrape time.
+void WireMetrics(Metrics* metrics, AuditLog* audit, MountHelperService* service,
+                 grpc::ServerBuilder* builder) {
+  audit->SetObserver([metrics](const AuditRecord& record) { metrics->OnAudit(record); });
+  metrics->SetSources(
+      {[service] { return service->ExecSessions(); }, [audit] { return audit->write_failures(); }});
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counting;
+  counting.push_back(metrics->CallInterceptorFactory(
+      {kServiceName, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}));
+  builder->experimental().SetInterceptorCreators(std::move(counting));
+  Metrics::SetActive(metrics);
+}
+
+// Health NOT_SERVING, no new connections, calls given `grace` (those still
+// running then are cancelled), the metrics endpoint stopped, the socket
+// removed.
+void ShutDown(HealthService* health, UnixListener* listener, grpc::Server* server, Metrics* metrics,
+              absl::Duration grace) {
+  auto started = std::chrono::steady_clock::now();
+  health->Shutdown();
+  listener->Stop();
+  // Calls still running at the deadline are cancelled.
+  server->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+  server->Wait();
+  // Its scrapes read the service, which goes before it.
+  if (metrics) metrics->Stop();
+  listener->RemoveSocket();
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  spdlog::info("stopped in {} ms", took.count());
+}
+
 }  // namespace
 
 int RunDaemon(const DaemonConfig& config) {
@@ -143,16 +226,7 @@ int RunDaemon(const DaemonConfig& config) {
   builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
-  if (metrics) {
-    (*audit)->SetObserver([m = metrics.get()](const AuditRecord& record) { m->OnAudit(record); });
-    metrics->SetSources({[&service] { return service.ExecSessions(); },
-                         [a = audit->get()] { return a->write_failures(); }});
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counting;
-    counting.push_back(metrics->CallInterceptorFactory(
-        {kServiceName, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}));
-    builder.experimental().SetInterceptorCreators(std::move(counting));
-    Metrics::SetActive(metrics.get());
-  }
+  if (metrics) WireMetrics(metrics.get(), audit->get(), &service, &builder);
   // No GRPC_ARG_MAX_CONNECTION_IDLE_MS: idle connections are bounded per
   // pod (--max_connections_per_pod) and silent ones by the handshake
   // timeout; a GOAWAY after idling would only make long-lived clients
@@ -167,40 +241,8 @@ int RunDaemon(const DaemonConfig& config) {
   LogThrottle connection_limit_log;
   (*listener)->Start(
       [&peers, raw_server, &config, &connection_limit_log](UniqueFd conn) {
-        absl::StatusOr<UniqueFd> renumbered = peers.Renumber(std::move(conn));
-        if (!renumbered.ok()) {
-          uint64_t held_back = 0;
-          if (connection_limit_log.Allow(&held_back)) {
-            spdlog::error("dropping a connection: {} ({} more not logged)",
-                          renumbered.status().ToString(), held_back);
-          }
-          return;
-        }
-        absl::StatusOr<std::shared_ptr<const Peer>> peer = Peer::FromSocket(renumbered->get());
-        if (!peer.ok()) {
-          uint64_t held_back = 0;
-          if (connection_limit_log.Allow(&held_back)) {
-            spdlog::error("dropping a connection: {} ({} more not logged)",
-                          peer.status().ToString(), held_back);
-          }
-          return;
-        }
-        // One pod (or uid) must not take the daemon's fds from everyone else.
-        std::string key = PeerRegistry::LimitKey(**peer);
-        if (peers.CountFor(key) >= static_cast<size_t>(config.max_connections_per_pod)) {
-          uint64_t held_back = 0;
-          if (connection_limit_log.Allow(&held_back)) {
-            spdlog::warn(
-                "closed a connection from {}: {} has {} open, its maximum "
-                "(--max_connections_per_pod; {} more such closes not logged)",
-                (*peer)->Describe(), key, config.max_connections_per_pod, held_back);
-          }
-          return;
-        }
-        spdlog::debug("connection fd {} from {}", renumbered->get(), (*peer)->Describe());
-        peers.Add(renumbered->get(), *std::move(peer));
-        // gRPC owns the fd from here on and closes it with the connection.
-        grpc::AddInsecureChannelFromFd(raw_server, renumbered->release());
+        AdmitConnection(std::move(conn), &peers, raw_server, config.max_connections_per_pod,
+                        &connection_limit_log);
       },
       [&peers] { peers.Sweep(); });
 
@@ -219,32 +261,14 @@ int RunDaemon(const DaemonConfig& config) {
   }
   health.SetServing(true);
   spdlog::info("sc-mount-helper serving on {} (pid {})", config.socket.path, getpid());
-  if (config.ready_fd >= 0) {
-    UniqueFd ready(config.ready_fd);
-    static constexpr char kReady[] = "READY\n";
-    if (write(ready.get(), kReady, sizeof(kReady) - 1) != sizeof(kReady) - 1) {
-      spdlog::warn("{}", ErrnoMessage(errno, "write to --ready_fd"));
-    }
-  }
+  if (config.ready_fd >= 0) AnnounceReady(config.ready_fd);
 
   int signo = 0;
   while (sigwait(&stop_signals, &signo) != 0) {
   }
   spdlog::info("received signal {}: shutting down (grace {})", signo,
                absl::FormatDuration(config.shutdown_grace));
-  auto started = std::chrono::steady_clock::now();
-  health.Shutdown();
-  (*listener)->Stop();
-  // Calls still running at the deadline are cancelled.
-  server->Shutdown(std::chrono::system_clock::now() +
-                   absl::ToChronoNanoseconds(config.shutdown_grace));
-  server->Wait();
-  // Its scrapes read the service, which goes before it.
-  if (metrics) metrics->Stop();
-  (*listener)->RemoveSocket();
-  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - started);
-  spdlog::info("stopped in {} ms", took.count());
+  ShutDown(&health, listener->get(), server.get(), metrics.get(), config.shutdown_grace);
   return 0;
 }
 

@@ -29,7 +29,7 @@ namespace v1 = ::stoppablecontainer::mounthelper::v1;
 //   service.cc         identity (WhoAmI) and the shared edge helpers
 //   rootfs_service.cc  PrepareRootfs, ReleaseRootfs, BindMount, GetInstance,
 //                      ListInstances, CheckRootfs
-//   exec_service.cc    Exec
+//   exec_service.cc    Exec (a streaming session's relay: stream_session.h)
 class MountHelperService final : public v1::MountHelper::Service {
  public:
   MountHelperService(const DaemonConfig& config, PeerRegistry* peers, AuditLog* audit);

@@ -8,7 +8,7 @@
 namespace sc {
 
 // A deadline for the children of one launch. The launching thread waits
-// inside clone3 until the workload has exec'd (CLONE_VFORK, see launcher.cc),
+// inside clone3 until the workload has exec'd (CLONE_VFORK, see launch_children.cc),
 // so it cannot time out by itself; a shared watchdog thread SIGKILLs the
 // watched pids that are set (non-zero) once the deadline passes, which
 // releases that thread. The pids are written by the kernel

@@ -127,40 +127,40 @@ const char* InstanceStatusName(InstanceStatus status) {
   return "partial";
 }
 
-InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::string_view rootfs) {
-  InstanceView view;
-  for (const MountInfoEntry& e : table) {
-    if (PathAtOrBelow(e.target, rootfs)) view.mounts.push_back(e);
-  }
-  if (view.mounts.empty()) {
-    for (const RequiredMount& m : RequiredMounts()) view.missing.emplace_back(m.rel);
-    return view;
-  }
+namespace {
 
-  // The lowest mount on the rootfs itself is what the instance stands on.
+// What the instance stands on, the lowest mount on the rootfs itself: its
+// overlay and layers, or why it is foreign.
+void FindOverlay(absl::string_view rootfs, InstanceView* view) {
   const MountInfoEntry* base = nullptr;
-  for (const MountInfoEntry& e : view.mounts) {
+  for (const MountInfoEntry& e : view->mounts) {
     if (e.target == rootfs) {
       base = &e;
       break;
     }
   }
   if (base == nullptr) {
-    view.foreign = "mounts exist below the rootfs but nothing is mounted on the rootfs itself";
+    view->foreign = "mounts exist below the rootfs but nothing is mounted on the rootfs itself";
   } else if (base->fstype != "overlay") {
-    view.foreign = absl::StrCat("a ", base->fstype, " (not an overlay) is mounted on the rootfs");
+    view->foreign = absl::StrCat("a ", base->fstype, " (not an overlay) is mounted on the rootfs");
   } else {
     absl::StatusOr<OverlayLayers> layers = ParseOverlayOptions(base->fs_options);
     if (!layers.ok()) {
-      view.foreign =
+      view->foreign =
           absl::StrCat("the overlay's options are unreadable: ", layers.status().message());
     } else {
-      view.has_overlay = true;
-      view.overlay = *base;
-      view.layers = *std::move(layers);
+      view->has_overlay = true;
+      view->overlay = *base;
+      view->layers = *std::move(layers);
     }
   }
+}
 
+// Which of RequiredMounts() are there, each as a container gets it and not
+// the node's: not what the table has at /dev, /dev/pts and /dev/shm (an
+// older daemon's /dev bind shows those again), not a sysfs of the node's.
+void FindRequiredMounts(const std::vector<MountInfoEntry>& table, absl::string_view rootfs,
+                        InstanceView* view) {
   std::set<dev_t> host_dev = DevicesOn(table, "/dev");
   std::set<dev_t> host_pts = DevicesOn(table, "/dev/pts");
   std::set<dev_t> host_shm = DevicesOn(table, "/dev/shm");
@@ -168,24 +168,24 @@ InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::stri
   for (const MountInfoEntry& e : table) {
     if (e.fstype == "sysfs" && !PathAtOrBelow(e.target, rootfs)) sysfs.insert(e.devno);
   }
-  const MountInfoEntry* dev = VisibleMountOn(view.mounts, Join(rootfs, "dev"));
-  const MountInfoEntry* sys = VisibleMountOn(view.mounts, Join(rootfs, "sys"));
+  const MountInfoEntry* dev = VisibleMountOn(view->mounts, Join(rootfs, "dev"));
+  const MountInfoEntry* sys = VisibleMountOn(view->mounts, Join(rootfs, "sys"));
   // Whether what a lookup of <rootfs>/`rel` ends on is a `fstype` other than
   // the table's own `not_devices` (the node's copies an older /dev bind has).
   auto visible = [&](absl::string_view rel, absl::string_view fstype,
                      const std::set<dev_t>& not_devices) {
-    const MountInfoEntry* e = VisibleMountOn(view.mounts, Join(rootfs, rel));
+    const MountInfoEntry* e = VisibleMountOn(view->mounts, Join(rootfs, rel));
     return e != nullptr && e->fstype == fstype && not_devices.count(e->devno) == 0;
   };
   for (const RequiredMount& m : RequiredMounts()) {
     absl::string_view rel = m.rel;
     bool found = false;
     if (rel.empty()) {
-      found = view.has_overlay;
+      found = view->has_overlay;
     } else if (rel == "proc masks") {
       for (const char* masked : kMaskedProcPaths) {
         std::string target = Join(rootfs, absl::StrCat("proc/", masked));
-        for (const MountInfoEntry& e : view.mounts) found = found || e.target == target;
+        for (const MountInfoEntry& e : view->mounts) found = found || e.target == target;
       }
     } else if (rel == "dev") {
       found = dev != nullptr && dev->fstype == "tmpfs" && HasOption(dev->vfs_options, "ro") &&
@@ -201,7 +201,7 @@ InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::stri
       found = visible(rel, "tmpfs", {});
     } else {
       std::string target = Join(rootfs, rel);
-      for (const MountInfoEntry& e : view.mounts) {
+      for (const MountInfoEntry& e : view->mounts) {
         if (e.target != target) continue;
         if (rel == "proc") {
           found = found || e.fstype == "proc";
@@ -210,8 +210,24 @@ InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::stri
         }
       }
     }
-    (found ? view.present : view.missing).emplace_back(rel);
+    (found ? view->present : view->missing).emplace_back(rel);
   }
+}
+
+}  // namespace
+
+InstanceView DeriveInstance(const std::vector<MountInfoEntry>& table, absl::string_view rootfs) {
+  InstanceView view;
+  for (const MountInfoEntry& e : table) {
+    if (PathAtOrBelow(e.target, rootfs)) view.mounts.push_back(e);
+  }
+  if (view.mounts.empty()) {
+    for (const RequiredMount& m : RequiredMounts()) view.missing.emplace_back(m.rel);
+    return view;
+  }
+
+  FindOverlay(rootfs, &view);
+  FindRequiredMounts(table, rootfs, &view);
   if (!view.foreign.empty()) {
     view.status = InstanceStatus::kPartial;
   } else if (view.missing.empty()) {

@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -229,6 +232,122 @@ absl::StatusOr<InstanceView> CompleteOrRollBack(const NamedInstance& instance,
   return after;
 }
 
+// The steps of BindIntoInstance.
+
+// A bind mount's source, opened under its roots: a regular file or a
+// directory.
+struct BindSource {
+  UniqueFd fd;
+  struct stat st {};
+  bool is_dir = false;
+};
+absl::StatusOr<BindSource> OpenBindSource(const BindRequest& request) {
+  absl::StatusOr<UniqueFd> source = OpenUnderRoots(request.source_roots, request.source, O_PATH);
+  if (!source.ok()) {
+    return RefusedWhenOutsideRoots(
+        absl::Status(source.status().code(), absl::StrCat("source: ", source.status().message())));
+  }
+  BindSource src;
+  src.fd = *std::move(source);
+  if (fstat(src.fd.get(), &src.st) != 0) return ErrnoStatus(errno, "fstat source");
+  src.is_dir = S_ISDIR(src.st.st_mode);
+  if (!src.is_dir && !S_ISREG(src.st.st_mode)) {
+    return absl::InvalidArgumentError("source must be a regular file or a directory");
+  }
+  return src;
+}
+
+// The rootfs of the instance, which must be READY, opened and checked to be
+// the overlay the mount table shows. Under the mount lock.
+absl::StatusOr<UniqueFd> OpenReadyRootfs(const NamedInstance& instance) {
+  absl::StatusOr<InstanceView> view = CurrentView(instance.base.get(), instance.layout);
+  if (!view.ok()) return view.status();
+  if (view->status != InstanceStatus::kReady) {
+    return absl::FailedPreconditionError(absl::StrCat("instance ", RefName(instance.layout), " is ",
+                                                      InstanceStatusName(view->status),
+                                                      ", not ready: prepare it first"));
+  }
+  absl::StatusOr<UniqueFd> rootfs =
+      OpenBeneath(instance.dir->get(), "rootfs", O_PATH | O_DIRECTORY);
+  if (!rootfs.ok()) return rootfs.status();
+  absl::StatusOr<int> root_mnt = MountIdOf(rootfs->get());
+  if (!root_mnt.ok() || *root_mnt != view->overlay.id) {
+    return absl::AbortedError("the rootfs changed while it was opened; retry");
+  }
+  return rootfs;
+}
+
+// The target's parent. Parents: created as needed, never through a symlink
+// and never across a mount point (no binding into proc, sys, dev or another
+// bind mount).
+absl::StatusOr<UniqueFd> MakeTargetParents(int rootfs_fd,
+                                           const std::vector<std::string>& target_parts) {
+  UniqueFd parent(fcntl(rootfs_fd, F_DUPFD_CLOEXEC, 3));
+  if (!parent) return ErrnoStatus(errno, "dup");
+  for (size_t i = 0; i + 1 < target_parts.size(); ++i) {
+    const std::string& part = target_parts[i];
+    if (mkdirat(parent.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus(errno, absl::StrCat("mkdir ", part));
+    }
+    absl::StatusOr<UniqueFd> next = OpenBeneath(parent.get(), part, O_PATH | O_DIRECTORY, true);
+    if (!next.ok()) {
+      return absl::Status(next.status().code(), absl::StrCat("target: ", next.status().message()));
+    }
+    parent = *std::move(next);
+  }
+  return parent;
+}
+
+// The target `leaf` in `parent_fd`, made like the source (a directory, an
+// empty file) when missing, and of the source's kind.
+struct BindTarget {
+  UniqueFd fd;
+  struct stat st {};
+};
+absl::StatusOr<BindTarget> OpenBindTarget(int parent_fd, const std::string& leaf, bool is_dir) {
+  struct stat leaf_st {};
+  if (fstatat(parent_fd, leaf.c_str(), &leaf_st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("stat target ", leaf));
+    if (is_dir) {
+      if (mkdirat(parent_fd, leaf.c_str(), 0755) != 0 && errno != EEXIST) {
+        return ErrnoStatus(errno, "create target directory");
+      }
+    } else {
+      UniqueFd created(openat(parent_fd, leaf.c_str(),
+                              O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
+      if (!created && errno != EEXIST) return ErrnoStatus(errno, "create target file");
+    }
+  }
+  absl::StatusOr<UniqueFd> target = OpenBeneath(parent_fd, leaf, O_PATH);
+  if (!target.ok()) {
+    return absl::Status(target.status().code(),
+                        absl::StrCat("target: ", target.status().message()));
+  }
+  BindTarget tgt;
+  tgt.fd = *std::move(target);
+  if (fstat(tgt.fd.get(), &tgt.st) != 0) return ErrnoStatus(errno, "fstat target");
+  if (S_ISDIR(tgt.st.st_mode) != is_dir || (!is_dir && !S_ISREG(tgt.st.st_mode))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("target exists as a ", S_ISDIR(tgt.st.st_mode) ? "directory" : "non-directory",
+                     " but the source is a ", is_dir ? "directory" : "file"));
+  }
+  return tgt;
+}
+
+// The mount now on `leaf` in `parent_fd`, as the mount table shows it.
+std::optional<MountInfoEntry> MountNowAt(int parent_fd, const std::string& leaf) {
+  std::optional<MountInfoEntry> mount;
+  absl::StatusOr<UniqueFd> now = OpenBeneath(parent_fd, leaf, O_PATH);
+  absl::StatusOr<int> now_mnt = now.ok() ? MountIdOf(now->get()) : now.status();
+  absl::StatusOr<std::vector<MountInfoEntry>> table = ReadSelfMountInfo();
+  if (now_mnt.ok() && table.ok()) {
+    for (const MountInfoEntry& e : *table) {
+      if (e.id == *now_mnt) mount = e;
+    }
+  }
+  return mount;
+}
+
 }  // namespace
 
 std::string InstanceRefName(absl::string_view ns, absl::string_view name) {
@@ -417,84 +536,27 @@ absl::StatusOr<Bound> BindIntoInstance(const NamedInstance& instance, const Bind
   if (request.source_roots.empty()) {
     return absl::FailedPreconditionError("bind mounts are disabled: no --bind_root");
   }
-  absl::StatusOr<UniqueFd> source = OpenUnderRoots(request.source_roots, request.source, O_PATH);
-  if (!source.ok()) {
-    return RefusedWhenOutsideRoots(
-        absl::Status(source.status().code(), absl::StrCat("source: ", source.status().message())));
-  }
-  struct stat src_st {};
-  if (fstat(source->get(), &src_st) != 0) return ErrnoStatus(errno, "fstat source");
-  const bool is_dir = S_ISDIR(src_st.st_mode);
-  if (!is_dir && !S_ISREG(src_st.st_mode)) {
-    return absl::InvalidArgumentError("source must be a regular file or a directory");
-  }
+  absl::StatusOr<BindSource> source = OpenBindSource(request);
+  if (!source.ok()) return source.status();
 
   std::lock_guard<std::mutex> lock(*mount_mu);
-  absl::StatusOr<InstanceView> view = CurrentView(instance.base.get(), instance.layout);
-  if (!view.ok()) return view.status();
-  if (view->status != InstanceStatus::kReady) {
-    return absl::FailedPreconditionError(absl::StrCat("instance ", RefName(instance.layout), " is ",
-                                                      InstanceStatusName(view->status),
-                                                      ", not ready: prepare it first"));
-  }
-  absl::StatusOr<UniqueFd> rootfs =
-      OpenBeneath(instance.dir->get(), "rootfs", O_PATH | O_DIRECTORY);
+  absl::StatusOr<UniqueFd> rootfs = OpenReadyRootfs(instance);
   if (!rootfs.ok()) return rootfs.status();
-  absl::StatusOr<int> root_mnt = MountIdOf(rootfs->get());
-  if (!root_mnt.ok() || *root_mnt != view->overlay.id) {
-    return absl::AbortedError("the rootfs changed while it was opened; retry");
-  }
-  // Parents: created as needed, never through a symlink and never across a
-  // mount point (no binding into proc, sys, dev or another bind mount).
   const std::vector<std::string> target_parts = PathComponents(request.target);
-  UniqueFd parent(fcntl(rootfs->get(), F_DUPFD_CLOEXEC, 3));
-  if (!parent) return ErrnoStatus(errno, "dup");
-  for (size_t i = 0; i + 1 < target_parts.size(); ++i) {
-    const std::string& part = target_parts[i];
-    if (mkdirat(parent.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
-      return ErrnoStatus(errno, absl::StrCat("mkdir ", part));
-    }
-    absl::StatusOr<UniqueFd> next = OpenBeneath(parent.get(), part, O_PATH | O_DIRECTORY, true);
-    if (!next.ok()) {
-      return absl::Status(next.status().code(), absl::StrCat("target: ", next.status().message()));
-    }
-    parent = *std::move(next);
-  }
+  absl::StatusOr<UniqueFd> parent = MakeTargetParents(rootfs->get(), target_parts);
+  if (!parent.ok()) return parent.status();
   const std::string& leaf = target_parts.back();
-  struct stat leaf_st {};
-  if (fstatat(parent.get(), leaf.c_str(), &leaf_st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("stat target ", leaf));
-    if (is_dir) {
-      if (mkdirat(parent.get(), leaf.c_str(), 0755) != 0 && errno != EEXIST) {
-        return ErrnoStatus(errno, "create target directory");
-      }
-    } else {
-      UniqueFd created(openat(parent.get(), leaf.c_str(),
-                              O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
-      if (!created && errno != EEXIST) return ErrnoStatus(errno, "create target file");
-    }
-  }
-  absl::StatusOr<UniqueFd> target = OpenBeneath(parent.get(), leaf, O_PATH);
-  if (!target.ok()) {
-    return absl::Status(target.status().code(),
-                        absl::StrCat("target: ", target.status().message()));
-  }
-  struct stat tgt_st {};
-  if (fstat(target->get(), &tgt_st) != 0) return ErrnoStatus(errno, "fstat target");
-  if (S_ISDIR(tgt_st.st_mode) != is_dir || (!is_dir && !S_ISREG(tgt_st.st_mode))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("target exists as a ", S_ISDIR(tgt_st.st_mode) ? "directory" : "non-directory",
-                     " but the source is a ", is_dir ? "directory" : "file"));
-  }
-  absl::StatusOr<int> parent_mnt = MountIdOf(parent.get());
-  absl::StatusOr<int> target_mnt = MountIdOf(target->get());
+  absl::StatusOr<BindTarget> target = OpenBindTarget(parent->get(), leaf, source->is_dir);
+  if (!target.ok()) return target.status();
+  absl::StatusOr<int> parent_mnt = MountIdOf(parent->get());
+  absl::StatusOr<int> target_mnt = MountIdOf(target->fd.get());
   if (!parent_mnt.ok() || !target_mnt.ok()) {
     return parent_mnt.ok() ? target_mnt.status() : parent_mnt.status();
   }
   Bound bound;
   if (*target_mnt != *parent_mnt) {
     // Something is mounted there already: the same source is a no-op.
-    if (tgt_st.st_dev != src_st.st_dev || tgt_st.st_ino != src_st.st_ino) {
+    if (target->st.st_dev != source->st.st_dev || target->st.st_ino != source->st.st_ino) {
       return absl::FailedPreconditionError(
           absl::StrCat(absl::string_view(request.target).substr(0, 256),
                        " already has another mount; release the instance to change it"));
@@ -502,20 +564,13 @@ absl::StatusOr<Bound> BindIntoInstance(const NamedInstance& instance, const Bind
   } else {
     uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
     if (request.read_only) attrs |= MOUNT_ATTR_RDONLY;
-    if (absl::Status s = BindAt(source->get(), target->get(), true, attrs, false); !s.ok()) {
+    if (absl::Status s = BindAt(source->fd.get(), target->fd.get(), true, attrs, false); !s.ok()) {
       return s;
     }
     bound.created = true;
   }
   // Report the mount now on the target.
-  absl::StatusOr<UniqueFd> now = OpenBeneath(parent.get(), leaf, O_PATH);
-  absl::StatusOr<int> now_mnt = now.ok() ? MountIdOf(now->get()) : now.status();
-  absl::StatusOr<std::vector<MountInfoEntry>> table = ReadSelfMountInfo();
-  if (now_mnt.ok() && table.ok()) {
-    for (const MountInfoEntry& e : *table) {
-      if (e.id == *now_mnt) bound.mount = e;
-    }
-  }
+  bound.mount = MountNowAt(parent->get(), leaf);
   return bound;
 }
 
