@@ -58,7 +58,7 @@ GROUPS = [
      """),
     ("by-reference", "Stdio by reference (daemon/exec/caller_fds.cc): pidfd_getfd copies "
      "the fds an Exec names out of the verified caller, and only through the pidfd its identity "
-     "was proven with; the session's keeper (daemon/keeper.h) relays a terminal, forwards "
+     "was proven with; the session's keeper (session/keeper.cc) relays a terminal, forwards "
      "signals and reaps the workload with CAP_KILL only.", """
      pidfd_getfd execveat prctl capset close_range poll read write ioctl fcntl waitid kill
      pidfd_send_signal clock_gettime exit_group
