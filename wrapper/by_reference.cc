@@ -48,8 +48,10 @@ int g_control = -1;
 
 void SendControl(const KeeperControl& record) {
   // One record is smaller than PIPE_BUF: the write is atomic. A keeper that
-  // is gone (EPIPE) or a full pipe (the keeper is stuck) loses the record,
-  // as a signal to a stopped process would be.
+  // is gone (EPIPE) or a full pipe (the keeper is stuck, or not started yet
+  // and 4096 records wait) loses the record, as a signal to a stopped process
+  // would be: the write end is non-blocking, so the signal thread never
+  // hangs here and StopSignalThread never waits for it.
   ssize_t n;
   do {
     n = write(g_control, &record, sizeof(record));
@@ -136,8 +138,9 @@ int WaitForKeeper(int status_fd, bool tty, bool started, const grpc::Status& cal
 
 int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& options) {
   UniqueFd status_r, status_w, control_r, control_w;
-  if (!MakePipe(&status_r, &status_w) || !MakePipe(&control_r, &control_w)) {
-    std::fprintf(stderr, "sc-exec: pipe2: %s\n", std::strerror(errno));
+  if (!MakePipe(&status_r, &status_w) || !MakePipe(&control_r, &control_w) ||
+      fcntl(control_w.get(), F_SETFL, O_NONBLOCK) != 0) {
+    std::fprintf(stderr, "sc-exec: the keeper's pipes: %s\n", std::strerror(errno));
     return kExitInternal;
   }
   g_control = control_w.get();
@@ -154,7 +157,7 @@ int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& option
 
   // Signals go into the control pipe from the start: before the keeper
   // reads it they wait there, so none sent during the start is lost.
-  StartSignalThread([tty = options.tty](int sig) {
+  bool forwarding = StartSignalThread([tty = options.tty](int sig) {
     KeeperControl record;
     if (sig == SIGWINCH) {
       if (!tty) return;
@@ -171,6 +174,10 @@ int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& option
     }
     SendControl(record);
   });
+  if (!forwarding) {
+    std::fprintf(stderr, "sc-exec: cannot forward signals: %s\n", std::strerror(errno));
+    return kExitInternal;
+  }
   // Raw before the process can write: its first output must not meet this
   // terminal's own line discipline.
   bool raw = options.tty && EnterRawMode(0);
@@ -230,6 +237,10 @@ int RunByReference(grpc::ChannelInterface* channel, const SessionOptions& option
                  status.error_message().c_str());
     return kExitRefused;
   }
+  // From here on WaitForKeeper forwards, in this image or the exec'd one:
+  // signals that arrive meanwhile stay pending (blocked, across execve too),
+  // and none the signal thread took dies with it unforwarded.
+  StopSignalThread();
   // Nothing of gRPC is needed any more: its connection (three fds in the
   // daemon, counted in --max_connections_per_pod) and its threads (pids in
   // the pod) go with an exec of this binary as a one-thread waiter.

@@ -19,10 +19,19 @@ sigset_t HandledSignals();
 // only the signal thread.
 void BlockSignals();
 
-// Starts the (detached) thread that sigwait()s for them: SIGCHLD reaps every
-// exited child when sc-exec is PID 1 (orphans are reparented to it), the
-// others go to `on_signal`.
-void StartSignalThread(std::function<void(int)> on_signal);
+// Starts the (detached) thread that takes them: SIGCHLD reaps every exited
+// child when sc-exec is PID 1 (orphans are reparented to it), the others go
+// to `on_signal`. At most once per process. False, with errno, when it could
+// not start (no signalfd or thread): nothing is forwarded then.
+bool StartSignalThread(std::function<void(int)> on_signal);
+
+// Makes the signal thread take no more signals, and returns once every signal
+// it took has been through `on_signal`: those that arrive later stay pending
+// (blocked) for whoever takes them next, this process's image after an
+// execve included. Call it before execve: the exec kills the thread, and with
+// it a signal it had taken and not yet forwarded. Idempotent; harmless when
+// no thread was started.
+void StopSignalThread();
 
 }  // namespace sc
 

@@ -210,7 +210,7 @@ int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
   TracePoint("start_sent");
   bool raw = options.tty && EnterRawMode(0);
 
-  StartSignalThread([shared](int sig) {
+  bool forwarding = StartSignalThread([shared](int sig) {
     v1::ExecRequest request;
     if (sig == SIGWINCH) {
       if (!shared->tty) return;
@@ -230,6 +230,15 @@ int RunSession(grpc::ChannelInterface* channel, const SessionOptions& options) {
     }
     shared->Send(request);
   });
+  if (!forwarding) {
+    // The start is on its way: cancelled, the session stops as a dropped one.
+    int err = errno;
+    context.TryCancel();
+    stream->Finish();
+    if (raw) RestoreTerminal();
+    std::fprintf(stderr, "sc-exec: cannot forward signals: %s\n", std::strerror(err));
+    return kExitInternal;
+  }
 
   // stdin: a detached thread, since read(0) cannot be interrupted portably;
   // the process exits without joining it.

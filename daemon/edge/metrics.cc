@@ -477,7 +477,7 @@ std::string Metrics::Exposition() const {
 }
 
 void Metrics::OnAudit(const AuditRecord& record) {
-  if (record.decision != "deny") return;
+  if (DecisionOf(record) != "deny") return;
   const std::string& method =
       MountHelperMethods().count(record.method) ? record.method : std::string(kOther);
   impl_->refusals.Add({{"method", method}, {"reason", RefusalReason(record)}}).Increment();

@@ -144,15 +144,19 @@ std::string AuditLog::Format(const AuditRecord& r) {
   } else {
     absl::StrAppend(&out, ",\"peer\":", JsonQuote(r.grpc_peer));
   }
-  std::string decision = r.decision;
-  if (decision.empty()) decision = IsDenial(r.status) ? "deny" : r.status.ok() ? "allow" : "error";
-  absl::StrAppend(&out, ",\"decision\":", JsonQuote(decision),
+  absl::StrAppend(&out, ",\"decision\":", JsonQuote(DecisionOf(r)),
                   ",\"code\":", JsonQuote(absl::StatusCodeToString(r.status.code())));
   if (!r.status.ok()) absl::StrAppend(&out, ",\"error\":", JsonQuote(r.status.message()));
   for (const auto& [key, value] : r.details) {
     absl::StrAppend(&out, ",", JsonQuote(key), ":", JsonQuote(value));
   }
   return out;
+}
+
+std::string DecisionOf(const AuditRecord& record) {
+  if (!record.decision.empty()) return record.decision;
+  if (IsDenial(record.status)) return "deny";
+  return record.status.ok() ? "allow" : "error";
 }
 
 void AuditLog::Write(const AuditRecord& record) {

@@ -49,6 +49,9 @@ struct AuditRecord {
   AuditDetails details;  // values are quoted on output
 };
 
+// The record's decision as logged: `decision`, or the one its status implies.
+std::string DecisionOf(const AuditRecord& record);
+
 class AuditLog {
  public:
   // `path` empty: stderr. Otherwise appended to the file (created 0600).

@@ -813,6 +813,8 @@ void SetUpPodRoot(const std::string& pod_root, const std::string& rootfs,
   if (chdir("/") != 0) Die("chdir /");
 }
 
+// What a pod exec's helper forwards to its child, as a runtime's exec would.
+constexpr int kPodExecForwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 volatile pid_t g_forward_to = 0;
 void ForwardSignal(int sig) {
   if (g_forward_to > 0) kill(g_forward_to, sig);
@@ -912,18 +914,25 @@ int PodExecMain(int argc, char** argv) {
     if (setns(fd.get(), 0) != 0) Die("setns");
   }
   if (chdir("/") != 0) Die("chdir");
+  // Blocked from before the fork until the handler knows the child: a signal
+  // sent in between waits for it, instead of ending this helper with the
+  // default action (tests signal it as soon as the child has printed).
+  sigset_t forwarded, old_mask;
+  sigemptyset(&forwarded);
+  for (int sig : kPodExecForwarded) sigaddset(&forwarded, sig);
+  if (sigprocmask(SIG_BLOCK, &forwarded, &old_mask) != 0) Die("sigprocmask");
   pid_t child = fork();
   if (child < 0) Die("fork");
   if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     execvp(argv[i + 1], argv + i + 1);
     int err = errno;
     dprintf(2, "sc-test pod exec: %s: %s\n", argv[i + 1], strerror(err));
     _exit(err == ENOENT ? 127 : 126);
   }
   g_forward_to = child;
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH}) {
-    signal(sig, ForwardSignal);
-  }
+  for (int sig : kPodExecForwarded) signal(sig, ForwardSignal);
+  if (sigprocmask(SIG_SETMASK, &old_mask, nullptr) != 0) Die("sigprocmask");
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }

@@ -390,8 +390,11 @@ time.sleep(600)
 TEST_CASE("redteam: consumers cannot wait for a provider; a provider's waits are bounded",
           "[redteam]") {
   SC_REQUIRE_ROOT();
-  // The defaults: --max_provider_waits_per_pod=2, --max_calls_per_pod=16.
-  RedNode node;
+  // --max_provider_waits_per_pod is the default, 2. The per-pod call limit
+  // (default 16) is raised above the 50 calls: on a loaded node more than 16
+  // of them can be in flight at once, and one refused by that limit instead
+  // (code 8) is not what this test looks at (the next test is about it).
+  RedNode node({"--max_calls_per_pod=64"});
   node.Prepare("a");
   auto consumer = node.Consumer("a");
   auto provider = node.Provider("p");  // no rootfs container: a wait never ends by itself
@@ -407,7 +410,7 @@ TEST_CASE("redteam: consumers cannot wait for a provider; a provider's waits are
   long_run.timeout = milliseconds(60000);
   ProcessResult refused = consumer->Exec({"/bin/sh", "-c", many}, long_run);
   double refused_ms = MsSince(t0);
-  INFO(refused.Describe() << " " << refused.err);
+  INFO(refused.Describe() << " " << refused.err << "\n" << refused.out);
   CHECK(CountLines(refused.out, "code=7") == 50);
 
   // From the provider: two wait, the others are refused at once.
@@ -437,6 +440,75 @@ TEST_CASE("redteam: consumers cannot wait for a provider; a provider's waits are
   CHECK(threads_during <= threads_before + 16);
   waits.Signal(SIGKILL);
   CHECK_FALSE(waits.Wait(milliseconds(20000)).timed_out);
+}
+
+// A pod's calls in flight are bounded (--max_calls_per_pod), each pod on its
+// own: one pod holding its maximum gets RESOURCE_EXHAUSTED naming the flag,
+// another pod is served, and the pod is served again once its calls end.
+TEST_CASE("redteam: a pod's calls in flight are bounded, per pod", "[redteam]") {
+  SC_REQUIRE_ROOT();
+  RedNode node({"--max_calls_per_pod=3", "--max_provider_waits_per_pod=8"});
+  node.Prepare("a");
+  auto consumer = node.Consumer("a");
+  auto provider = node.Provider("p");  // no rootfs container: its waits never end by themselves
+  const std::string client = TestClientBinary() + " " + node.daemon->socket_path();
+  const std::string wait_call =
+      client + " PrepareRootfs '" + node.Ref("p") + " provider{wait_ms:300000}'";
+
+  // Three waits hold the pod's three calls; their pids (in the pod) are
+  // printed so that the test can end them.
+  std::vector<std::string> argv = provider->ExecPrefix();
+  for (const std::string& a : {std::string("/bin/sh"), std::string("-c"),
+                               "pids=; for i in 1 2 3; do " + wait_call +
+                                   " 2>&1 & pids=\"$pids $!\"; done; echo \"pids=$pids;\"; wait"}) {
+    argv.push_back(a);
+  }
+  BackgroundProcess waits(argv);
+  // A short wait: until the three reach the daemon, the fourth is served
+  // (it ends at once, its provider has no rootfs) and is tried again.
+  const std::string short_call =
+      client + " PrepareRootfs '" + node.Ref("p") + " provider{wait_ms:1}' 2>&1; echo code=$?";
+  ProcessResult fourth;
+  bool limited = PollUntil(
+      [&] {
+        fourth = provider->Exec({"/bin/sh", "-c", short_call});
+        return Has(fourth.out, "code=8");
+      },
+      milliseconds(60000));
+  INFO(fourth.Describe() << "\n" << fourth.out << "\n" << waits.Output());
+  CHECK(limited);
+  CHECK(Has(fourth.out, "RESOURCE_EXHAUSTED"));
+  CHECK(Has(fourth.out, "--max_calls_per_pod"));
+  // The three still wait: nothing printed but their pids.
+  const std::string out = waits.Output();
+  const size_t at = out.find("pids=");
+  REQUIRE(at != std::string::npos);
+  const size_t end = out.find(';', at);
+  REQUIRE(end != std::string::npos);
+  CHECK(out.substr(end) == ";\n");
+  const std::string pids = out.substr(at + 5, end - at - 5);
+
+  // Another pod is served meanwhile.
+  ProcessResult echo = node.ScExecIn(*consumer, {"echo", "served"});
+  INFO(echo.Describe() << " " << echo.err);
+  CHECK(echo.exit_code == 0);
+  CHECK(echo.out == "served\n");
+
+  // Once the waits end (their clients killed: the daemon sees the calls
+  // cancelled), the pod's slots are free again.
+  ProcessResult killed = provider->Exec({"/bin/sh", "-c", "kill -9" + pids});
+  INFO(killed.Describe() << killed.err);
+  CHECK(killed.exit_code == 0);
+  CHECK_FALSE(waits.Wait(milliseconds(20000)).timed_out);
+  ProcessResult after;
+  CHECK(PollUntil(
+      [&] {
+        after = provider->Exec({"/bin/sh", "-c", short_call});
+        return !Has(after.out, "code=8");
+      },
+      milliseconds(30000)));
+  INFO(after.out);
+  CHECK_FALSE(Has(after.out, "--max_calls_per_pod"));
 }
 
 // Finding 7 (LOW): the overlay was mounted without nosuid, so a setuid-root

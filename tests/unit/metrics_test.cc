@@ -98,6 +98,11 @@ TEST_CASE("the exposition counts what the hooks report", "[metrics]") {
   AuditRecord allowed = refused;
   allowed.decision = "";
   metrics->OnAudit(allowed);  // not a refusal
+  // How the handlers mark a refusal: no decision, a status marked AsDenial.
+  AuditRecord marked;
+  marked.method = "ReleaseRootfs";
+  marked.status = AsDenial(absl::PermissionDeniedError("x"));
+  metrics->OnAudit(marked);
 
   metrics->OnCall(kServiceName, "PrepareRootfs", 0, std::chrono::milliseconds(20));
   metrics->OnCall(kServiceName, "PrepareRootfs", 7, std::chrono::milliseconds(1));
@@ -147,6 +152,8 @@ TEST_CASE("the exposition counts what the hooks report", "[metrics]") {
   CHECK(Has(text,
             "sc_mount_helper_refusals_total{method=\"PrepareRootfs\",reason=\"unidentified\"} 1"));
   CHECK(Has(text, "sc_mount_helper_refusals_total{method=\"other\",reason=\"unidentified\"} 1"));
+  CHECK(Has(text,
+            "sc_mount_helper_refusals_total{method=\"ReleaseRootfs\",reason=\"unidentified\"} 1"));
   CHECK(Has(text,
             "sc_mount_helper_grpc_calls_total{code=\"OK\",method=\"PrepareRootfs\",service="
             "\"stoppablecontainer.mounthelper.v1.MountHelper\"} 1"));
