@@ -47,6 +47,16 @@ constexpr size_t kCopyBelow = 64 * 1024;
 // call is cancelled from our side (sc-exec half-closes at once).
 constexpr auto kClientCloseWait = std::chrono::seconds(5);
 
+// After EAGAIN on `fd`: waits until it takes more (0), `stop_fd` becomes
+// readable (ECANCELED) or the reader is gone (EPIPE).
+int WaitForRoom(int fd, int stop_fd) {
+  pollfd pfds[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
+  if (poll(pfds, 2, -1) < 0 && errno != EINTR) return errno;
+  if (pfds[1].revents & POLLIN) return ECANCELED;
+  if (pfds[0].revents & (POLLERR | POLLHUP)) return EPIPE;
+  return 0;
+}
+
 // Writes all of `data` to a non-blocking fd, waiting for room; gives up when
 // `stop_fd` becomes readable. Returns errno (0 on success, ECANCELED on stop).
 int WriteAll(int fd, absl::string_view data, int stop_fd) {
@@ -58,10 +68,7 @@ int WriteAll(int fd, absl::string_view data, int stop_fd) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN) return errno;
-    pollfd pfds[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
-    if (poll(pfds, 2, -1) < 0 && errno != EINTR) return errno;
-    if (pfds[1].revents & POLLIN) return ECANCELED;
-    if (pfds[0].revents & (POLLERR | POLLHUP)) return EPIPE;
+    if (int err = WaitForRoom(fd, stop_fd); err != 0) return err;
   }
   return 0;
 }
@@ -96,10 +103,7 @@ int WriteAllSlices(int fd, std::vector<grpc::Slice>* slices, int stop_fd) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN) return errno;
-    pollfd pfds[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
-    if (poll(pfds, 2, -1) < 0 && errno != EINTR) return errno;
-    if (pfds[1].revents & POLLIN) return ECANCELED;
-    if (pfds[0].revents & (POLLERR | POLLHUP)) return EPIPE;
+    if (int err = WaitForRoom(fd, stop_fd); err != 0) return err;
   }
   return 0;
 }
