@@ -16,10 +16,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "common/defaults.h"
-#include "daemon/config.h"
-#include "daemon/mounts.h"
-#include "daemon/peer.h"
-#include "daemon/server.h"
+#include "daemon/base/config.h"
+#include "daemon/edge/server.h"
+#include "daemon/identity/peer.h"
+#include "daemon/rootfs/mounts.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, socket, sc::kDefaultSocketPath,
@@ -100,7 +100,7 @@ gid_t ParseGroup(const std::string& group) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Exec output moves in messages of up to 1 MiB (exec_service.cc), each
+  // Exec output moves in messages of up to 1 MiB (stream_session.cc), each
   // block allocated and freed once or twice on its way. With glibc's default
   // thresholds such blocks come from mmap or the heap is trimmed after them,
   // and every message paid page faults and the zeroing of fresh pages (40%

@@ -18,7 +18,7 @@
 #include <cstring>
 
 #include "common/keeper_wire.h"
-#include "daemon/syscalls.h"
+#include "daemon/base/syscalls.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3

@@ -5,7 +5,7 @@
 // the parent of the workload in place of the daemon, so that the session
 // does not depend on the daemon once it has started. It is the session
 // binary (session/main.cc), exec'd under the name below by the launch
-// (daemon/launcher.cc), in the
+// (daemon/exec/launch_children.cc), in the
 // caller's cgroups (charged to the pod and ended with it) and the node's pid
 // namespace (reparented to the node's reaper, not to anything in the
 // daemon's pod, whose processes a DaemonSet rollout kills). It keeps

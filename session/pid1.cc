@@ -13,7 +13,7 @@
 #include <ctime>
 
 #include "common/unique_fd.h"
-#include "daemon/syscalls.h"
+#include "daemon/base/syscalls.h"
 
 namespace sc {
 namespace {

@@ -14,7 +14,7 @@ namespace sc {
 namespace v1 = ::stoppablecontainer::mounthelper::v1;
 
 // sc-exec's side of the Exec wire, on raw ByteBuffers (as the daemon's
-// daemon/exec_stream.h): the bytes are protobuf's, but stdin and output are
+// daemon/edge/exec_stream.h): the bytes are protobuf's, but stdin and output are
 // not copied on their way between the socket and the file descriptors.
 
 // `request` serialized.

@@ -40,9 +40,9 @@ GROUPS = [
      waitid wait4 setns inotify_init1 inotify_add_watch inotify_rm_watch
      """),
     ("container-mounts", "A container's /dev, /sys and /proc in every rootfs and exec "
-     "(daemon/container_spec.h): device nodes and links of the default /dev, the sysfs of an "
+     "(daemon/base/container_spec.h): device nodes and links of the default /dev, the sysfs of an "
      "empty network namespace, the device program of the operator execs' cgroup "
-     "(daemon/operator_cgroup.h).", """
+     "(daemon/exec/operator_cgroup.h).", """
      symlinkat symlink getdents64 fstatfs
      """),
     ("exec-child", "The daemon's child between fork and execve of the workload: join the "
@@ -52,13 +52,13 @@ GROUPS = [
      setresgid setuid setgid setfsuid setfsgid seccomp memfd_create execve execveat
      """),
     ("pid-init", "The pid 1 of an operator exec's own pid namespace: the daemon's binary "
-     "execveat()'d as a reaper (daemon/pid_init.h) that waits for the workload's end.", """
+     "execveat()'d as a reaper (daemon/exec/pid_init.h) that waits for the workload's end.", """
      execveat prctl rt_sigprocmask close_range pidfd_open nanosleep signalfd4 poll read waitid
      exit_group
      """),
-    ("by-reference", "Stdio by reference (daemon/caller_fds.cc): pidfd_getfd copies the fds an "
-     "Exec names out of the verified caller, and only through the pidfd its identity was "
-     "proven with; the session's keeper (daemon/keeper.h) relays a terminal, forwards "
+    ("by-reference", "Stdio by reference (daemon/exec/caller_fds.cc): pidfd_getfd copies "
+     "the fds an Exec names out of the verified caller, and only through the pidfd its identity "
+     "was proven with; the session's keeper (session/keeper.cc) relays a terminal, forwards "
      "signals and reaps the workload with CAP_KILL only.", """
      pidfd_getfd execveat prctl capset close_range poll read write ioctl fcntl waitid kill
      pidfd_send_signal clock_gettime exit_group

@@ -415,10 +415,10 @@ function metricsPolicyProblems(policy, port) {
 
 // ------------------------------------------------------------- monitoring checks
 
-// The metric names the daemon exposes (daemon/metrics.cc), with the series
+// The metric names the daemon exposes (daemon/edge/metrics.cc), with the series
 // a histogram adds.
 function daemonMetricNames() {
-  const source = fs.readFileSync(path.join(repoRoot, "daemon/metrics.cc"), "utf8");
+  const source = fs.readFileSync(path.join(repoRoot, "daemon/edge/metrics.cc"), "utf8");
   const names = new Set();
   for (const [name] of source.matchAll(/sc_mount_helper_[a-z_]+/g)) {
     for (const suffix of ["", "_bucket", "_sum", "_count"]) names.add(name + suffix);

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "daemon/cgroup.h"
+#include "daemon/identity/cgroup.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string content(reinterpret_cast<const char*>(data), size);

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "daemon/exec_session.h"
+#include "daemon/exec/exec_session.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "daemon/audit.h"
+#include "daemon/identity/audit.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string in(reinterpret_cast<const char*>(data), size);

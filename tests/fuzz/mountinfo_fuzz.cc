@@ -5,10 +5,10 @@
 #include <cstdint>
 #include <string>
 
-#include "daemon/instances.h"
-#include "daemon/mountinfo.h"
-#include "daemon/overlay.h"
-#include "daemon/provider.h"
+#include "daemon/rootfs/instances.h"
+#include "daemon/rootfs/mountinfo.h"
+#include "daemon/rootfs/overlay.h"
+#include "daemon/rootfs/provider.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string content(reinterpret_cast<const char*>(data), size);

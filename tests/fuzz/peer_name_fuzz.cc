@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "daemon/peer.h"
+#include "daemon/identity/peer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static sc::PeerRegistry* registry = new sc::PeerRegistry(1000, 16);

@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kBusybox[] = "/bin/busybox";
-// The argv[0] of an operator exec's pid 1 (daemon/pid_init.h).
+// The argv[0] of an operator exec's pid 1 (daemon/exec/pid_init.h).
 constexpr char kPidInitName[] = "sc-mount-helper: pid 1";
 
 // A busybox rootfs: /bin/busybox with every applet as a symlink to it.

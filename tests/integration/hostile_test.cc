@@ -35,7 +35,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
-#include "daemon/mountinfo.h"
+#include "daemon/rootfs/mountinfo.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mounthelper.grpc.pb.h"
 #include "tests/integration/harness.h"

@@ -1,6 +1,6 @@
 // Peer identity of real connecting processes: the daemon's view, as WhoAmI
 // reports it, against what the test knows about the process.
-#include "daemon/peer.h"
+#include "daemon/identity/peer.h"
 
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>

@@ -20,11 +20,11 @@
 #include <thread>
 
 #include "common/unique_fd.h"
-#include "daemon/instances.h"
-#include "daemon/layer_record.h"
-#include "daemon/mountinfo.h"
-#include "daemon/mounts.h"
-#include "daemon/paths.h"
+#include "daemon/base/paths.h"
+#include "daemon/rootfs/instances.h"
+#include "daemon/rootfs/layer_record.h"
+#include "daemon/rootfs/mountinfo.h"
+#include "daemon/rootfs/mounts.h"
 #include "mounthelper.grpc.pb.h"
 #include "tests/integration/harness.h"
 

@@ -1,4 +1,4 @@
-#include "daemon/audit.h"
+#include "daemon/identity/audit.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-#include "daemon/cgroup.h"
+#include "daemon/identity/cgroup.h"
 
 #include <catch2/catch.hpp>
 #include <fstream>

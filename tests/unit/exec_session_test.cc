@@ -1,4 +1,4 @@
-#include "daemon/exec_session.h"
+#include "daemon/exec/exec_session.h"
 
 #include <linux/filter.h>
 #include <signal.h>
@@ -10,9 +10,9 @@
 #include <functional>
 #include <string>
 
-#include "daemon/cgroup_join.h"
-#include "daemon/launcher.h"
-#include "daemon/seccomp_filter.h"
+#include "daemon/exec/launcher.h"
+#include "daemon/exec/seccomp_filter.h"
+#include "daemon/identity/cgroup.h"
 
 namespace sc {
 namespace {

@@ -1,4 +1,4 @@
-#include "daemon/exec_stream.h"
+#include "daemon/edge/exec_stream.h"
 
 #include <catch2/catch.hpp>
 #include <string>

@@ -1,4 +1,4 @@
-#include "daemon/instances.h"
+#include "daemon/rootfs/instances.h"
 
 #include <sys/sysmacros.h>
 
@@ -7,7 +7,7 @@
 #include <map>
 #include <sstream>
 
-#include "daemon/provider.h"
+#include "daemon/rootfs/provider.h"
 
 namespace sc {
 namespace {

@@ -1,6 +1,6 @@
-// The daemon's record of an instance's layers (daemon/layer_record.h), for
+// The daemon's record of an instance's layers (daemon/rootfs/layer_record.h), for
 // kernels whose mountinfo shows /proc/self/fd/N instead of the layers' paths.
-#include "daemon/layer_record.h"
+#include "daemon/rootfs/layer_record.h"
 
 #include <sys/sysmacros.h>
 

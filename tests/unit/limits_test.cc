@@ -1,5 +1,5 @@
-// Per-pod limits (daemon/limits.h): what one key holds, never more.
-#include "daemon/limits.h"
+// Per-pod limits (daemon/edge/limits.h): what one key holds, never more.
+#include "daemon/edge/limits.h"
 
 #include <catch2/catch.hpp>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "daemon/metrics.h"
+#include "daemon/edge/metrics.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -7,8 +7,8 @@
 
 #include "common/defaults.h"
 #include "common/unique_fd.h"
-#include "daemon/audit.h"
-#include "daemon/peer.h"
+#include "daemon/identity/audit.h"
+#include "daemon/identity/peer.h"
 
 namespace sc {
 namespace {

@@ -1,4 +1,4 @@
-#include "daemon/mountinfo.h"
+#include "daemon/rootfs/mountinfo.h"
 
 #include <sys/sysmacros.h>
 

@@ -1,10 +1,10 @@
-#include "daemon/overlay.h"
+#include "daemon/rootfs/overlay.h"
 
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
 
-#include "daemon/mountinfo.h"
+#include "daemon/rootfs/mountinfo.h"
 #include "tests/unit/fixture.h"
 
 namespace sc {

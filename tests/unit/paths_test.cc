@@ -1,6 +1,6 @@
 // OpenBeneath on a real directory tree (no mounts, no root needed), through
 // openat2 and through the O_PATH walk fallback.
-#include "daemon/paths.h"
+#include "daemon/base/paths.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

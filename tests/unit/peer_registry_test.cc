@@ -3,7 +3,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "daemon/peer.h"
+#include "daemon/identity/peer.h"
 
 namespace sc {
 namespace {

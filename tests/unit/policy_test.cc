@@ -1,17 +1,17 @@
-// Who may ask for what (daemon/policy.h), cell by cell: every row of the
+// Who may ask for what (daemon/identity/policy.h), cell by cell: every row of the
 // policy's table (a method and what is asked) for every caller column (an
 // unknown caller, an operator, a pod that has mounted nothing of the
 // instance, only its rootfs, its directory), with the code, whether it is
 // audited as a denial, and the exact sentence the caller reads. The rules are
 // written out again here, independently of the table they check.
-#include "daemon/policy.h"
+#include "daemon/identity/policy.h"
 
 #include <catch2/catch.hpp>
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "daemon/audit.h"
+#include "daemon/identity/audit.h"
 
 namespace sc {
 namespace {

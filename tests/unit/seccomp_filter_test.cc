@@ -1,10 +1,10 @@
-// The workload's seccomp filter (daemon/seccomp_filter.h), loaded into a
+// The workload's seccomp filter (daemon/exec/seccomp_filter.h), loaded into a
 // forked child of this test, call by call: what RuntimeDefault allows still
 // works, what it refuses answers EPERM (ENOSYS for clone3 and for calls newer
 // than the list), on the 64-bit and the 32-bit entry points. Every refused
 // call is made with arguments that would do no harm should the filter let it
 // through (the tests may run as root).
-#include "daemon/seccomp_filter.h"
+#include "daemon/exec/seccomp_filter.h"
 
 #include <fcntl.h>
 #include <linux/keyctl.h>
