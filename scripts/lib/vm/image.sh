@@ -173,6 +173,10 @@ vm_initramfs() {
   # debug sections (a fifth of the size, symbols kept for backtraces).
   local abs rel
   abs=$(cd "$build" && pwd)
+  # The init mounts fresh tmpfs on these: binaries below them would vanish.
+  case $abs/ in
+    /tmp/* | /run/*) vm_die "$abs is below /tmp or /run, which the VM's init mounts a tmpfs on: build elsewhere" ;;
+  esac
   for rel in "${VM_BINARIES[@]}"; do
     [[ -x $build/$rel ]] || vm_die "$build/$rel is missing (build it first)"
     mkdir -p "$root$abs/$(dirname "$rel")"
