@@ -46,7 +46,7 @@ source scripts/lib/vm/image.sh
 # each tty session's own). Left to --long: load, faults, limits, policy
 # cases that no kernel feature decides (authz, CheckRootfs, provider
 # waits, who deletes), the hostile catalogue. Measured on two cores with
-# nothing else running: 48 cases, 212 s (v1) and 187 s (v2) a boot, 405 s
+# nothing else running: 53 cases, 206 s (v1) and 191 s (v2) a boot, 435 s
 # in all; --long 350 s (v2, quieter) to 630 s (v1, loaded) a boot.
 default_tests=(
   '[rootfs] ~[authz] ~[check] ~"a pod without a rootfs container*" ~"a provider whose root*"'
