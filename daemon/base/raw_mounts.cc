@@ -64,11 +64,9 @@ struct EmptyNamespaceChild {
 
 SC_CLONE_CHILD_CODE int OpenContextInto(void* arg) {
   const auto* child = static_cast<const EmptyNamespaceChild*>(arg);
-  int fs = FsOpen(child->fstype);
-  if (fs < 0) return Errno();
-  int rc = syscall(SYS_dup3, fs, child->slot, O_CLOEXEC) < 0 ? Errno() : 0;
-  syscall(SYS_close, fs);
-  return rc;
+  UniqueFd fs(FsOpen(child->fstype));
+  if (!fs) return Errno();
+  return dup3(fs.get(), child->slot, O_CLOEXEC) < 0 ? Errno() : 0;
 }
 
 }  // namespace

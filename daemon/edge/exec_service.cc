@@ -378,7 +378,7 @@ absl::Status RunStreamingSession(grpc::ServerContext* context, const DaemonConfi
     started.emplace_back("event", "started");
     started.emplace_back("pid", absl::StrCat(launched->host_pid));
     started.emplace_back("ns_pid", absl::StrCat(launched->ns_pid));
-    audit->Write({kMethod, &peer, "", absl::OkStatus(), "allow", std::move(started)});
+    audit->Write({kMethod, &peer, "", absl::OkStatus(), std::move(started)});
   }
   details->emplace_back("pid", absl::StrCat(launched->host_pid));
   {
@@ -423,7 +423,7 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   absl::StatusOr<std::unique_ptr<SessionSlot>> taken = SessionSlot::Take(
       &exec_mu_, &execs_total_, &execs_per_pod_, peer.pod() ? peer.pod()->pod_uid : "",
       config_.max_execs_total, config_.max_execs_per_pod);
-  if (!taken.ok()) return Finish(kMethod, peer, taken.status(), {}, true);
+  if (!taken.ok()) return Finish(kMethod, peer, AsDenial(taken.status()));
   std::unique_ptr<SessionSlot> slot = *std::move(taken);
   // Every return below ends the session through this Finish, which hides the
   // member of that name: it gives the slot back first and then writes the
@@ -432,9 +432,9 @@ grpc::Status MountHelperService::ExecRaw(grpc::ServerContext* context, ExecStrea
   // on the slot being free. With the slot freed by the destructor, after the
   // record, a busy node could show the record while the slot was still held.
   auto Finish = [this, &slot](const char* method, const Peer& who, const absl::Status& status,
-                              Details details = {}, bool refused = false) {
+                              Details details = {}) {
     slot.reset();
-    return MountHelperService::Finish(method, who, status, std::move(details), refused);
+    return MountHelperService::Finish(method, who, status, std::move(details));
   };
 
   v1::ExecRequest first;

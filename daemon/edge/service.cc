@@ -23,7 +23,7 @@ absl::StatusOr<std::shared_ptr<const Peer>> MountHelperService::Caller(grpc::Ser
   absl::StatusOr<std::shared_ptr<const Peer>> peer = peers_->Find(grpc_peer);
   if (!peer.ok()) {
     absl::Status denied = RefuseUnidentified(peer.status().message());
-    audit_->Write({method, nullptr, grpc_peer, denied, "deny", {}});
+    audit_->Write({method, nullptr, grpc_peer, denied, {}});
     return denied;
   }
   // A connection is only good while the process that opened it lives: once
@@ -32,7 +32,7 @@ absl::StatusOr<std::shared_ptr<const Peer>> MountHelperService::Caller(grpc::Ser
   if ((*peer)->pidfd() >= 0) {
     if (absl::Status alive = (*peer)->CheckAlive(); !alive.ok()) {
       absl::Status denied = RefuseExited(alive.message());
-      audit_->Write({method, peer->get(), "", denied, "deny", {}});
+      audit_->Write({method, peer->get(), "", denied, {}});
       return denied;
     }
   }
@@ -51,10 +51,10 @@ absl::StatusOr<MountHelperService::Call> MountHelperService::Begin(grpc::ServerC
   if (const std::optional<PodCgroup>& pod = call.peer_->pod()) {
     call.slot_ = calls_per_pod_.TryAcquire(pod->pod_uid);
     if (!call.slot_.held()) {
-      absl::Status refused = absl::ResourceExhaustedError(
-          absl::StrCat("this pod has ", calls_per_pod_.max_per_key(),
-                       " calls in flight, its maximum (--max_calls_per_pod); retry when they end"));
-      audit_->Write({MethodName(method), call.peer_.get(), "", refused, "deny", {}});
+      absl::Status refused = AsDenial(absl::ResourceExhaustedError(absl::StrCat(
+          "this pod has ", calls_per_pod_.max_per_key(),
+          " calls in flight, its maximum (--max_calls_per_pod); retry when they end")));
+      audit_->Write({MethodName(method), call.peer_.get(), "", refused, {}});
       return refused;
     }
   }
@@ -112,8 +112,8 @@ grpc::Status MountHelperService::Call::Finish(const absl::Status& status) {
 }
 
 grpc::Status MountHelperService::Finish(const char* method, const Peer& peer,
-                                        const absl::Status& status, Details details, bool refused) {
-  audit_->Write({method, &peer, "", status, refused ? "deny" : "", std::move(details)});
+                                        const absl::Status& status, Details details) {
+  audit_->Write({method, &peer, "", status, std::move(details)});
   return ToGrpcStatus(status);
 }
 

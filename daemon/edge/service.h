@@ -100,11 +100,11 @@ class MountHelperService final : public v1::MountHelper::Service {
   // free.
   absl::Status TakeProviderWait(const Peer& peer, KeyedLimiter::Slot* slot);
 
-  // Audits the outcome of a call and maps it to a gRPC status. `refused`
-  // marks an authorization decision (decision "deny") as opposed to a failure
-  // of an allowed call (decision "error").
+  // Audits the outcome of a call and maps it to a gRPC status. A refusal is
+  // a status marked AsDenial (decision "deny"), as opposed to a failure of
+  // an allowed call (decision "error").
   grpc::Status Finish(const char* method, const Peer& peer, const absl::Status& status,
-                      Details details = {}, bool refused = false);
+                      Details details = {});
 
   // Installs ExecRaw (exec_service.cc).
   void ServeExecRaw();

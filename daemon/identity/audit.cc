@@ -154,7 +154,6 @@ std::string AuditLog::Format(const AuditRecord& r) {
 }
 
 std::string DecisionOf(const AuditRecord& record) {
-  if (!record.decision.empty()) return record.decision;
   if (IsDenial(record.status)) return "deny";
   return record.status.ok() ? "allow" : "error";
 }

@@ -42,14 +42,13 @@ struct AuditRecord {
   std::string method;  // "PrepareRootfs", "Exec", ...
   const Peer* peer = nullptr;
   std::string grpc_peer;  // gRPC's connection name, when the peer is unknown
-  absl::Status status;    // OK = allowed and done
-  // "allow", "deny" (refused), "error" (allowed, failed); when empty, taken
-  // from `status` (a status marked AsDenial is "deny").
-  std::string decision;
+  // OK: allowed and done (decision "allow"); marked AsDenial: refused
+  // ("deny"); otherwise allowed and failed ("error").
+  absl::Status status;
   AuditDetails details;  // values are quoted on output
 };
 
-// The record's decision as logged: `decision`, or the one its status implies.
+// The record's decision as logged, from its status: "allow", "deny", "error".
 std::string DecisionOf(const AuditRecord& record);
 
 class AuditLog {

@@ -18,8 +18,7 @@ TEST_CASE("an audit record of an unidentified caller is one JSON object", "[audi
   AuditRecord record;
   record.method = "Exec";
   record.grpc_peer = "fd:9\"}";
-  record.status = absl::PermissionDeniedError("no \"peer\"");
-  record.decision = "deny";
+  record.status = AsDenial(absl::PermissionDeniedError("no \"peer\""));
   record.details = {{"instance", "ns/name"}};
   CHECK(AuditLog::Format(record) ==
         "\"audit\":true,\"method\":\"Exec\",\"peer\":\"fd:9\\\"}\",\"decision\":\"deny\","

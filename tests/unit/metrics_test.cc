@@ -56,8 +56,7 @@ TEST_CASE("--metrics_address takes HOST:PORT and :PORT with numeric hosts", "[me
 TEST_CASE("refusal reasons come from who was refused and the code, never from text", "[metrics]") {
   AuditRecord record;
   record.method = "Exec";
-  record.decision = "deny";
-  record.status = absl::PermissionDeniedError("cannot identify the caller: pod 1234");
+  record.status = AsDenial(absl::PermissionDeniedError("cannot identify the caller: pod 1234"));
   CHECK(std::string(RefusalReason(record)) == "unidentified");
 
   // This process, as the daemon would see it through a socket.
@@ -90,15 +89,14 @@ TEST_CASE("the exposition counts what the hooks report", "[metrics]") {
 
   AuditRecord refused;
   refused.method = "PrepareRootfs";
-  refused.decision = "deny";
-  refused.status = absl::PermissionDeniedError("x");  // no peer: unidentified
+  refused.status = AsDenial(absl::PermissionDeniedError("x"));  // no peer: unidentified
   metrics->OnAudit(refused);
   refused.method = "NoSuchMethod\"}";  // never a label of its own
   metrics->OnAudit(refused);
   AuditRecord allowed = refused;
-  allowed.decision = "";
-  metrics->OnAudit(allowed);  // not a refusal
-  // How the handlers mark a refusal: no decision, a status marked AsDenial.
+  allowed.status = absl::PermissionDeniedError("x");  // not marked: an error
+  metrics->OnAudit(allowed);                          // not a refusal
+  // A refusal of another method.
   AuditRecord marked;
   marked.method = "ReleaseRootfs";
   marked.status = AsDenial(absl::PermissionDeniedError("x"));
